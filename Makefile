@@ -1,0 +1,60 @@
+# Brigade: the operator's entry points. `make help` lists them.
+#
+# ENV picks the inventory (local, staging, production). The local environment
+# is the default; its vault password is generated on first use. Other
+# environments ask for their vault password, or read it from VAULT_PASSWORD_FILE.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ENV ?= local
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+INVENTORY := inventories/$(ENV)
+ifeq ($(ENV),local)
+VAULT_PASSWORD_FILE ?= .local/vault-password-local
+else
+VAULT_PASSWORD_FILE ?= prompt
+endif
+ANSIBLE_PLAYBOOK := ansible-playbook -i $(INVENTORY) --vault-id $(ENV)@$(VAULT_PASSWORD_FILE)
+
+.PHONY: help up down test lint bench venv engine image secrets site check-env
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+check-env:
+	@[ -d "$(INVENTORY)" ] || { echo "brigade: unknown environment '$(ENV)': there is no $(INVENTORY)/ (choose local, staging or production)." >&2; exit 2; }
+
+venv: ## Create the control-node virtualenv (.venv) from requirements-control.txt
+	@scripts/venv.sh
+
+engine: ## Install and start the container engine if none answers
+	@scripts/engine.sh
+
+image: engine ## Build the Debian 12 base image if the recipe changed
+	@scripts/image.sh
+
+secrets: venv ## Generate the local environment's vault password and secrets (first use)
+	@$(VENV)/bin/python scripts/local_secrets.py
+
+up: ## Provision the whole stack onto the local environment and print where to look
+	@scripts/up.sh
+
+down: venv ## Remove the local environment's containers and network
+	@$(ANSIBLE_PLAYBOOK) playbooks/local_env.yml -e local_env_state=absent
+
+site: venv check-env ## Converge the whole stack on ENV (default local)
+	@$(ANSIBLE_PLAYBOOK) playbooks/site.yml
+
+lint: venv ## yamllint, ansible-lint (production profile) and ruff
+	@scripts/lint.sh
+
+test: ## Every check: lint, Python tests, Molecule scenarios, the local stack
+	@scripts/test.sh
+
+bench: ## Performance figures (medians over several runs)
+	@scripts/bench.sh

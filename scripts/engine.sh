@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Make sure a container engine answers: install Debian's docker.io when it is
+# missing and start dockerd when no engine runs. Safe to run any number of times.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+if docker info >/dev/null 2>&1; then
+  exit 0
+fi
+
+command -v dockerd >/dev/null 2>&1 || apt_install docker.io
+apt_install debootstrap
+
+log=/var/log/brigade-dockerd.log
+if ! pgrep -x dockerd >/dev/null 2>&1; then
+  say "starting dockerd (log: $log)"
+  # systemd is not PID 1 on every build machine, so start the daemon directly.
+  setsid nohup dockerd >"$log" 2>&1 </dev/null &
+fi
+
+for _ in $(seq 1 60); do
+  docker info >/dev/null 2>&1 && exit 0
+  sleep 1
+done
+die "the container engine did not answer within 60 s after starting dockerd (see $log)."
