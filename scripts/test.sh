@@ -38,7 +38,7 @@ fi
 run_stage() {
   case "$1" in
     lint) scripts/lint.sh ;;
-    pytest) python -m pytest -q tests ;;
+    pytest) python -m pytest -q tests --ignore=tests/stack ;;
     molecule:*) scripts/molecule.sh "${1#molecule:}" test ;;
     stack) scripts/stack_test.sh ;;
     *) echo "unknown stage $1" >&2; return 2 ;;
