@@ -28,7 +28,7 @@ for dir in roles/*/molecule/default; do
   [[ " ${roles[*]} " == *" $role "* ]] || roles+=("$role")
 done
 
-stages=(lint pytest)
+stages=(lint pytest app)
 for role in "${roles[@]}"; do stages+=("molecule:$role"); done
 stages+=(stack)
 if [ -n "${TEST_STAGES:-}" ]; then
@@ -39,6 +39,7 @@ run_stage() {
   case "$1" in
     lint) scripts/lint.sh ;;
     pytest) python -m pytest -q tests --ignore=tests/stack ;;
+    app) bash app/test.sh ;;
     molecule:*) scripts/molecule.sh "${1#molecule:}" test ;;
     stack) scripts/stack_test.sh ;;
     *) echo "unknown stage $1" >&2; return 2 ;;

@@ -1,0 +1,3 @@
+"""Brigade restaurant management API."""
+
+__version__ = "1.0.0"

@@ -1,0 +1,89 @@
+"""gunicorn configuration: ``gunicorn -c python:brigade_api.gunicorn_conf``.
+
+Environment:
+  APP_BIND                 listen address (default 0.0.0.0:5000)
+  APP_WORKERS              worker processes (default: 2 x CPUs + 1, at most 8;
+                           WEB_CONCURRENCY is honoured too)
+  APP_GRACEFUL_TIMEOUT     seconds a worker gets to finish after SIGTERM (default 30)
+  APP_TIMEOUT              seconds before a silent worker is killed (default 60)
+  APP_FORWARDED_ALLOW_IPS  proxies trusted for X-Forwarded-* (default 127.0.0.1)
+  PROMETHEUS_MULTIPROC_DIR metrics directory shared by the workers (emptied at start)
+plus everything the application reads (see README.md). A bad value stops
+start-up with one ``brigade-api: configuration error: ...`` line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from brigade_api.config import ConfigError, load_settings
+from brigade_api.logs import gunicorn_logconfig
+
+
+def _fail(message: str) -> NoReturn:
+    sys.stderr.write(f"brigade-api: {message}\n")
+    raise SystemExit(2)
+
+
+def _int_env(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        _fail(f"configuration error: {name} must be an integer, got {raw!r}")
+    if not low <= value <= high:
+        _fail(f"configuration error: {name} must be between {low} and {high}, got {value}")
+    return value
+
+
+try:
+    _settings = load_settings()
+except ConfigError as exc:
+    _fail(str(exc))
+
+_cpus = os.cpu_count() or 1
+_default_workers = min(2 * _cpus + 1, 8)
+_workers_env = "APP_WORKERS" if os.environ.get("APP_WORKERS") else "WEB_CONCURRENCY"
+
+wsgi_app = "brigade_api.asgi:app"
+bind = [os.environ.get("APP_BIND", "").strip() or "0.0.0.0:5000"]
+workers = _int_env(_workers_env, _default_workers, 1, 64)
+worker_class = "uvicorn_worker.UvicornWorker"
+graceful_timeout = _int_env("APP_GRACEFUL_TIMEOUT", 30, 1, 600)
+timeout = _int_env("APP_TIMEOUT", 60, 5, 3600)
+keepalive = 5
+forwarded_allow_ips = os.environ.get("APP_FORWARDED_ALLOW_IPS", "127.0.0.1")
+preload_app = False  # every worker opens its own database and Redis connections
+accesslog = None  # the application logs one JSON line per request itself
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+logconfig_dict = gunicorn_logconfig(_settings.log_level)
+proc_name = "brigade-api"
+# gunicorn >= 24 opens a control socket under $HOME by default; a service account
+# may have no writable home, and nothing here uses it.
+control_socket_disable = True
+
+if _settings.shutdown_delay >= graceful_timeout:
+    _fail("configuration error: APP_SHUTDOWN_DELAY must be shorter than APP_GRACEFUL_TIMEOUT")
+
+
+def on_starting(server: Any) -> None:
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,157 @@
+"""Degraded modes against real servers: Redis stopped, PostgreSQL stopped."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from servers import PostgresServer, RedisServer
+
+
+def test_readyz_ok_when_everything_answers(client: TestClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"process": "ok", "database": "ok", "redis": "ok"},
+        "reason": None,
+    }
+
+
+def test_redis_down_menu_and_orders_still_work(
+    client: TestClient,
+    redis_server: RedisServer,
+    staff_h: dict[str, str],
+    manager_h: dict[str, str],
+    make_menu: Any,
+) -> None:
+    menu = make_menu([("Soup", "6.50")])
+    assert client.get("/api/v1/menu").headers["x-cache"] == "MISS"
+    assert client.get("/api/v1/menu").headers["x-cache"] == "HIT"
+
+    redis_server.stop()
+    try:
+        started = time.monotonic()
+        response = client.get("/api/v1/menu")
+        assert response.status_code == 200
+        assert response.headers["x-cache"] == "MISS"
+        assert response.json()["categories"][0]["items"][0]["name"] == "Soup"
+        # Menu edits (which try to invalidate) and orders keep working too.
+        patched = client.patch(
+            f"/api/v1/menu/items/{menu['items'][0]['id']}",
+            json={"price": "7.25"},
+            headers=manager_h,
+        )
+        assert patched.status_code == 200
+        assert client.get("/api/v1/menu").json()["categories"][0]["items"][0]["price"] == "7.25"
+        order = client.post(
+            "/api/v1/orders",
+            json={"lines": [{"menu_item_id": menu["items"][0]["id"]}]},
+            headers={**staff_h, "Idempotency-Key": "redis-down-1"},
+        )
+        assert order.status_code == 201, order.text
+        assert order.json()["total"] == "7.25"
+        replay = client.post(
+            "/api/v1/orders",
+            json={"lines": [{"menu_item_id": menu["items"][0]["id"]}]},
+            headers={**staff_h, "Idempotency-Key": "redis-down-1"},
+        )
+        assert replay.json()["id"] == order.json()["id"]
+        # Short timeouts plus the breaker: degraded requests stay fast.
+        assert time.monotonic() - started < 5
+
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["redis"] == "unavailable"
+        assert ready.json()["checks"]["database"] == "ok"
+        assert "redis" in ready.json()["reason"]
+    finally:
+        redis_server.start()
+
+    assert client.get("/readyz").status_code == 200
+    time.sleep(0.6)  # past APP_REDIS_RETRY_AFTER
+    client.get("/api/v1/menu")
+    assert client.get("/api/v1/menu").headers["x-cache"] == "HIT"
+
+
+def test_postgres_down_gives_503_json_then_recovers(
+    client: TestClient, pg: PostgresServer, staff_h: dict[str, str], make_menu: Any
+) -> None:
+    menu = make_menu([("Soup", "6.50")])
+    assert client.get("/api/v1/menu").status_code == 200
+    pg.stop()
+    try:
+        for method, path, kwargs in [
+            ("GET", "/api/v1/menu", {}),
+            ("GET", "/api/v1/menu/items", {}),
+            ("GET", "/api/v1/orders", {"headers": staff_h}),
+            ("GET", "/api/v1/orders/lookup/ABCDEFGH", {}),
+            (
+                "POST",
+                "/api/v1/orders",
+                {"headers": staff_h, "json": {"lines": [{"menu_item_id": 1}]}},
+            ),
+            ("POST", "/api/v1/auth/token", {"json": {"username": "a", "password": "b"}}),
+        ]:
+            response = client.request(method, path, **kwargs)
+            assert response.status_code == 503, (path, response.text)
+            assert response.headers["content-type"] == "application/json"
+            body = response.json()
+            assert body["error"] == "database_unavailable"
+            assert "Traceback" not in response.text
+            assert response.headers["retry-after"] == "5"
+
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"] == "unavailable"
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/api/v1/version").json()["schema_revision"] is None
+        assert client.get("/metrics").status_code == 200
+    finally:
+        pg.start()
+
+    # No restart of the app: pool_pre_ping replaces the dead connections.
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/api/v1/menu").status_code == 200
+    order = client.post(
+        "/api/v1/orders",
+        json={"lines": [{"menu_item_id": menu["items"][0]["id"]}]},
+        headers=staff_h,
+    )
+    assert order.status_code == 201
+
+
+def test_readyz_is_503_until_migrations_ran(client: TestClient) -> None:
+    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    head, known = ctx.schema_head, ctx.schema_known
+    # Pretend this release ships a newer migration that has not been applied yet.
+    ctx.schema_head, ctx.schema_known = "0002_future", known | {"0002_future"}
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["checks"]["database"] == "schema_outdated"
+        assert "needs 0002_future" in response.json()["reason"]
+    finally:
+        ctx.schema_head, ctx.schema_known = head, known
+    # A revision this release does not know is newer: tolerated (expand/contract).
+    ctx.schema_head, ctx.schema_known = "0000_older", frozenset({"0000_older"})
+    try:
+        assert client.get("/readyz").status_code == 200
+    finally:
+        ctx.schema_head, ctx.schema_known = head, known
+
+
+def test_readyz_is_503_while_draining(client: TestClient) -> None:
+    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    ctx.draining.set()
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["checks"]["process"] == "draining"
+        assert "shutting down" in response.json()["reason"]
+        assert client.get("/healthz").status_code == 200
+    finally:
+        ctx.draining.clear()
+    assert client.get("/readyz").status_code == 200
