@@ -40,7 +40,8 @@ def _vault_password() -> bytes:
 
 
 def main() -> int:
-    required = yaml.safe_load(SCHEMA.read_text())["brigade_required_secrets"] or []
+    schema = yaml.safe_load(SCHEMA.read_text())["brigade_required_secrets"] or []
+    required = [item for item in schema if "local" in item.get("envs", ["local"])]
     vault = VaultLib([(VAULT_ID, VaultSecret(_vault_password()))])
     current: dict[str, str] = {}
     if VAULT_FILE.exists():

@@ -25,8 +25,8 @@ rc=0
 scripts/up.sh || exit 1
 
 playbook=(ansible-playbook -i inventories/local --vault-id local@.local/vault-password-local)
-say "second converge: every host must report changed=0"
-"${playbook[@]}" playbooks/site.yml >/tmp/brigade-reconverge.log 2>&1 || rc=1
+say "second converge (at -vvv, to search its output for secrets): every host must report changed=0"
+"${playbook[@]}" -vvv playbooks/site.yml >/tmp/brigade-reconverge.log 2>&1 || rc=1
 recap=$(sed -n '/^PLAY RECAP/,/^$/p' /tmp/brigade-reconverge.log)
 echo "$recap"
 if echo "$recap" | grep -E 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]' >/dev/null; then
@@ -44,5 +44,5 @@ if echo "$recap" | grep -E 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]' >/dev/
 fi
 
 say "checks over real connections (tests/stack)"
-python -m pytest -q tests/stack || rc=1
+BRIGADE_OUTPUT_LOGS=/tmp/brigade-reconverge.log:/tmp/brigade-check.log python -m pytest -q tests/stack || rc=1
 exit "$rc"

@@ -22,7 +22,11 @@ printf '  %-34s %s\n' "Front end and API (nginx, TLS)" "https://localhost:8443/ 
 printf '  %-34s %s\n' "HTTP (redirects to HTTPS)" "http://localhost:8080/   [$(probe http://localhost:8080/)]"
 printf '  %-34s %s\n' "Prometheus" "http://localhost:9090/   [$(probe http://localhost:9090/-/ready)]"
 printf '  %-34s %s\n' "Alertmanager" "http://localhost:9093/   [$(probe http://localhost:9093/-/ready)]"
-printf '  %-34s %s\n' "Grafana" "http://localhost:3000/   [$(probe http://localhost:3000/api/health)]"
+grafana="[$(probe http://localhost:3000/api/health)]"
+if [ -n "$log" ] && grep -q 'Grafana SKIPPED' "$log" 2>/dev/null; then
+  grafana="[skipped: its APT repository is unreachable from the hosts; see the run log]"
+fi
+printf '  %-34s %s\n' "Grafana" "http://localhost:3000/   $grafana"
 echo
 echo "  Hosts:        ssh -i .local/ssh/id_ed25519 brigade@<address>   (addresses in inventories/local/hosts.yml)"
 echo "  Credentials:  .venv/bin/ansible-vault view --vault-id local@.local/vault-password-local \\"

@@ -28,18 +28,27 @@ for dir in roles/*/molecule/default; do
   [[ " ${roles[*]} " == *" $role "* ]] || roles+=("$role")
 done
 
-stages=(lint pytest app)
+stages=(lint pytest rules app)
 for role in "${roles[@]}"; do stages+=("molecule:$role"); done
 stages+=(stack)
 if [ -n "${TEST_STAGES:-}" ]; then
   read -r -a stages <<<"$TEST_STAGES"
 fi
 
+# Alert rules, routes and dashboards: promtool and amtool come from Debian's
+# packages (their services are not started on the control node).
+rule_tests() {
+  apt_install prometheus prometheus-alertmanager || return 1
+  promtool test rules roles/prometheus/tests/rules/*.test.yml &&
+    python -m pytest -q roles/prometheus/tests roles/alertmanager/tests roles/grafana/tests
+}
+
 run_stage() {
   case "$1" in
     lint) scripts/lint.sh ;;
     pytest) python -m pytest -q tests --ignore=tests/stack ;;
     app) bash app/test.sh ;;
+    rules) rule_tests ;;
     molecule:*) scripts/molecule.sh "${1#molecule:}" test ;;
     stack) scripts/stack_test.sh ;;
     *) echo "unknown stage $1" >&2; return 2 ;;

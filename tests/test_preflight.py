@@ -33,6 +33,10 @@ def inventory(tmp_path):
         text.split("common_admin_users:")[0] + "common_admin_users: [{name: brigade, ssh_keys: [ssh-ed25519 AAAA x]}]\n"
     )
     main.write_text(text)
+    # Every secret the local environment needs, with throwaway values (this copy is never encrypted).
+    schema = yaml.safe_load((ROOT / "playbooks/group_vars/all/secrets.yml").read_text())["brigade_required_secrets"]
+    secrets = {s["name"]: f"throwaway-{s['name']}" for s in schema if "local" in s.get("envs", ["local"])}
+    (dest / "group_vars/all/vault.yml").write_text(yaml.safe_dump(secrets))
     return dest
 
 
@@ -41,11 +45,14 @@ def _site(run_playbook, inventory, *extra):
 
 
 def test_missing_secret_is_named_before_any_host_changes(run_playbook, inventory):
-    wanted = [{"name": "vault_brigade_test_secret", "groups": ["db"], "description": "a test secret."}]
-    res = _site(run_playbook, inventory, "-e", json.dumps({"brigade_required_secrets": wanted}))
+    vault = inventory / "group_vars/all/vault.yml"
+    secrets = yaml.safe_load(vault.read_text())
+    del secrets["vault_postgresql_app_password"]
+    vault.write_text(yaml.safe_dump(secrets))
+    res = _site(run_playbook, inventory)
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "vault_brigade_test_secret is missing from the local vault" in out
+    assert "vault_postgresql_app_password is missing from the local vault" in out
     assert "PLAY [Baseline]" not in out, "a play after preflight started"
     assert "UNREACHABLE" not in out
 
