@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-python3 -m venv "$tmp/venv"
+# Resolve with the Python the hosts run (Debian 12: 3.11.2), so markers such as
+# python_full_version < "3.11.3" pull in what the hosts need.
+"${PYTHON:-/usr/bin/python3}" -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install --quiet --disable-pip-version-check "pip-tools>=7.4"
 
 compile=("$tmp/venv/bin/pip-compile" --quiet --generate-hashes --strip-extras --allow-unsafe
