@@ -29,6 +29,7 @@ fi
 printf '  %-34s %s\n' "Grafana" "http://localhost:3000/   $grafana"
 echo
 echo "  Hosts:        ssh -i .local/ssh/id_ed25519 brigade@<address>   (addresses in inventories/local/hosts.yml)"
+echo "  API login:    user admin, password vault_app_admin_password (staff board: https://localhost:8443/staff.html)"
 echo "  Credentials:  .venv/bin/ansible-vault view --vault-id local@.local/vault-password-local \\"
 echo "                  inventories/local/group_vars/all/vault.yml"
 if [ -n "$log" ] && [ -f "$log" ]; then
