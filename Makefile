@@ -19,12 +19,14 @@ VAULT_PASSWORD_FILE ?= .local/vault-password-local
 else
 VAULT_PASSWORD_FILE ?= prompt
 endif
-ANSIBLE_PLAYBOOK := ansible-playbook -i $(INVENTORY) --vault-id $(ENV)@$(VAULT_PASSWORD_FILE)
+# Extra ansible-playbook arguments, e.g. ARGS='-e app_rollback_release=1.0.0-abc'.
+ARGS ?=
+ANSIBLE_PLAYBOOK := ansible-playbook -i $(INVENTORY) --vault-id $(ENV)@$(VAULT_PASSWORD_FILE) $(ARGS)
 
-.PHONY: help up down test lint bench venv engine image secrets site check-env
+.PHONY: help up down test lint bench venv engine image secrets site deploy rolling-update rollback health check-env
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 check-env:
 	@[ -d "$(INVENTORY)" ] || { echo "brigade: unknown environment '$(ENV)': there is no $(INVENTORY)/ (choose local, staging or production)." >&2; exit 2; }
@@ -49,6 +51,18 @@ down: venv ## Remove the local environment's containers and network
 
 site: venv check-env ## Converge the whole stack on ENV (default local)
 	@$(ANSIBLE_PLAYBOOK) playbooks/site.yml
+
+deploy: venv check-env ## Ship a new app release, host by host, with no dropped request
+	@$(ANSIBLE_PLAYBOOK) playbooks/deploy.yml
+
+rolling-update: venv check-env ## Roll config changes or OS upgrades over the app hosts
+	@$(ANSIBLE_PLAYBOOK) playbooks/rolling_update.yml
+
+rollback: venv check-env ## Go back to the previous healthy release, host by host
+	@$(ANSIBLE_PLAYBOOK) playbooks/rollback.yml
+
+health: venv check-env ## Check every tier and print a table; fails if anything is unhealthy
+	@$(ANSIBLE_PLAYBOOK) playbooks/healthcheck.yml
 
 lint: venv ## yamllint, ansible-lint (production profile) and ruff
 	@scripts/lint.sh

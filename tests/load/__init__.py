@@ -1,0 +1,1 @@
+"""Open-loop load generator for the Brigade API, and a timeline plot of its runs."""
