@@ -1,52 +1,300 @@
-"""Benchmarks of the local environment: each figure is the median of several runs.
+"""`make bench`: performance figures of the local environment.
 
-Printed as a table with the command that produced each figure.
+Every figure is the median of BENCH_RUNS runs (default 3), printed with the
+command that gives it, and ratios are against a baseline measured in the same
+run. Throughput comes from wrk (closed loop, as fast as it goes); latency
+floors from the open-loop generator in tests/load at a fixed rate, so that a
+slow server cannot hide its queueing by slowing the client down.
+
+    make bench                      # everything but the fresh converge
+    BENCH_FRESH=1 make bench        # also time fresh converges of the six hosts (minutes each)
+    BENCH_RUNS=5 make bench
+
+It changes the local environment: it ships releases and rolls them back, and
+with BENCH_FRESH=1 it recreates the hosts.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests/stack"))
+
+from conftest import admin_token, http, vault  # noqa: E402
+
+from tests.load.loadgen import LoadConfig, LoadRun, Result, run_load  # noqa: E402
+
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+BASE = "https://localhost:8443"
 PLAYBOOK = ["ansible-playbook", "-i", "inventories/local", "--vault-id", "local@.local/vault-password-local"]
+REPORTS = ROOT / "reports"
+WRK = ["wrk", "--threads", "2", "--connections", "64", "--duration", "10s", "--latency"]
+
+Row = tuple[str, list[float], str, str]  # measure, samples, unit, command
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
-    start = time.monotonic()
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-    took = time.monotonic() - start
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def run(cmd: list[str], **kwargs: object) -> str:
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
     if res.returncode != 0:
-        sys.exit(f"brigade: benchmark command failed: {' '.join(cmd)}\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
-    return took, res.stdout
+        sys.exit(f"brigade: benchmark command failed: {' '.join(cmd)}\n{res.stdout[-3000:]}{res.stderr[-2000:]}")
+    return str(res.stdout)
 
 
-def noop_converge() -> tuple[str, list[float], str]:
-    cmd = [*PLAYBOOK, "playbooks/site.yml"]
+def timed_playbook(playbook: str, *args: str, require_noop: bool = False) -> float:
+    start = time.monotonic()
+    out = run([*PLAYBOOK, f"playbooks/{playbook}", *args])
+    took = time.monotonic() - start
+    if require_noop and any(int(n) for n in re.findall(r"changed=(\d+)", out)):
+        sys.exit(f"brigade: {playbook} changed something; run `make up` until it settles")
+    return took
+
+
+# -- wrk -----------------------------------------------------------------------------------
+def wrk(url: str, script: str | None = None, env: dict[str, str] | None = None) -> dict[str, float]:
+    cmd = [*WRK, *(["--script", script] if script else []), url]
+    out = run(cmd, env={**os.environ, **(env or {})})
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if non2xx or errors:
+        sys.exit(f"brigade: wrk saw failures against {url}:\n{out}")
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99")}
+
+
+ORDER_LUA = """
+-- One order per request, each with its own Idempotency-Key.
+local counter = 0
+local thread_id = 0
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  thread_id = id
+end
+request = function()
+  counter = counter + 1
+  local body = '{"table_id": ' .. os.getenv("BENCH_TABLE") .. ', "lines": [{"menu_item_id": ' ..
+    os.getenv("BENCH_ITEM") .. ', "quantity": 1}], "note": "bench"}'
+  local headers = {}
+  headers["Content-Type"] = "application/json"
+  headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+  headers["Idempotency-Key"] = "bench-" .. os.getenv("BENCH_RUN") .. "-" .. thread_id .. "-" .. counter
+  return wrk.format("POST", "/api/v1/orders", headers, body)
+end
+"""
+
+
+def _ok(answer: tuple[int, object, object], expected: int = 200) -> object:
+    status, body, _ = answer
+    if status != expected:
+        sys.exit(f"brigade: the API answered {status}: {body}")
+    return body
+
+
+def order_fixture(token: str) -> tuple[int, int]:
+    """A menu item and a table to order for, made when there are none."""
+    menu: dict = _ok(http("GET", f"{BASE}/api/v1/menu"))  # type: ignore[assignment]
+    items = [i["id"] for c in menu["categories"] for i in c["items"] if i["is_available"]]
+    if not items:
+        cat: dict = _ok(http("POST", f"{BASE}/api/v1/menu/categories", {"name": "Bench"}, token), 201)  # type: ignore[assignment]
+        item: dict = _ok(  # type: ignore[assignment]
+            http(
+                "POST",
+                f"{BASE}/api/v1/menu/items",
+                {"category_id": cat["id"], "name": "Bench dish", "price": "2.00"},
+                token,
+            ),
+            201,
+        )
+        items = [item["id"]]
+    tables: list = _ok(http("GET", f"{BASE}/api/v1/tables", None, token))  # type: ignore[assignment]
+    if tables:
+        return int(items[0]), int(tables[0]["id"])
+    created: dict = _ok(http("POST", f"{BASE}/api/v1/tables", {"name": "bench", "seats": 4}, token), 201)  # type: ignore[assignment]
+    return int(items[0]), int(created["id"])
+
+
+def throughput_rows() -> list[Row]:
+    static = [wrk(f"{BASE}/index.html") for _ in range(RUNS)]
+    menu = [wrk(f"{BASE}/api/v1/menu") for _ in range(RUNS)]
+    token = admin_token()
+    item, table = order_fixture(token)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(ORDER_LUA)
+    env = {"BENCH_TOKEN": token, "BENCH_ITEM": str(item), "BENCH_TABLE": str(table)}
+    orders = [wrk(f"{BASE}/api/v1/orders", lua.name, {**env, "BENCH_RUN": f"{time.time_ns()}"}) for _ in range(RUNS)]
+    os.unlink(lua.name)
+    static_rps = median([s["rps"] for s in static])
+    menu_rps = median([m["rps"] for m in menu])
+    rows: list[Row] = [
+        (
+            "Static file through nginx (baseline)",
+            [s["rps"] for s in static],
+            "req/s",
+            " ".join([*WRK, f"{BASE}/index.html"]),
+        ),
+        ("Public menu reads through nginx", [m["rps"] for m in menu], "req/s", " ".join([*WRK, f"{BASE}/api/v1/menu"])),
+        ("  menu reads / static baseline", [100 * menu_rps / static_rps], "%", "ratio of the two medians above"),
+        (
+            "Order creation, closed loop (max)",
+            [o["rps"] for o in orders],
+            "req/s",
+            " ".join([*WRK, "--script orders.lua", f"{BASE}/api/v1/orders"]),
+        ),
+        ("  p99 at that rate", [o["p99"] for o in orders], "ms", "wrk --latency"),
+    ]
+    # The floor: 400 orders/s sustained with p99 under 100 ms, open loop.
+    password = vault()["vault_app_admin_password"]
+    open_loop: list[Result] = []
+    for _ in range(RUNS):
+        config = LoadConfig(
+            base_url=BASE,
+            rate=400,
+            duration=15,
+            username="admin",
+            password=password,
+            order_share=1.0,
+            connections=128,
+            insecure=True,
+            label="orders-400",
+        )
+        open_loop.append(run_load(config))
+    rows += [
+        (
+            "Orders at 400/s open loop: achieved",
+            [r.achieved_rate for r in open_loop],
+            "req/s",
+            "python -m tests.load.loadgen --rate 400 --order-share 1 --duration 15",
+        ),
+        ("  p50", [float(r.latency_ms["p50"] or 0) for r in open_loop], "ms", ""),
+        ("  p99", [float(r.latency_ms["p99"] or 0) for r in open_loop], "ms", ""),
+        ("  non-2xx", [float(r.non_2xx) for r in open_loop], "count", ""),
+    ]
+    return rows
+
+
+# -- runbooks ------------------------------------------------------------------------------
+def under_load(label: str, action: Callable[[Path], float]) -> tuple[float, Result]:
+    REPORTS.mkdir(exist_ok=True)
+    events = REPORTS / f"bench-{label}-events.jsonl"
+    events.unlink(missing_ok=True)
+    config = LoadConfig(
+        base_url=BASE,
+        rate=200,
+        duration=None,
+        username="admin",
+        password=vault()["vault_app_admin_password"],
+        order_share=0.3,
+        connections=128,
+        insecure=True,
+        events_file=str(events),
+        label=label,
+    )
+    load = LoadRun(config).start()
+    try:
+        time.sleep(2)
+        took = action(events)
+        time.sleep(2)
+    finally:
+        result = load.stop()
+    result.write(REPORTS / f"bench-{label}.json", include_requests=False)
+    return took, result
+
+
+def runbook_rows() -> list[Row]:
+    current = json.loads(run(["curl", "-sk", f"{BASE}/api/v1/version"]))["release_id"]
+    version = current.split("-")[0]
+    deploys: list[float] = []
+    rollbacks: list[float] = []
+    failed: list[float] = []
+    for n in range(RUNS):
+        release = f"{version}-bench{int(time.time())}{n}"
+        took, result = under_load(
+            f"deploy{n}",
+            lambda ev, r=release: timed_playbook(
+                "deploy.yml", "-e", f"app_release_id={r}", "-e", f"rolling_update_events={ev}"
+            ),
+        )
+        deploys.append(took)
+        failed.append(float(result.non_2xx))
+        took, result = under_load(
+            f"rollback{n}", lambda ev: timed_playbook("rollback.yml", "-e", f"rolling_update_events={ev}")
+        )
+        rollbacks.append(took)
+        failed.append(float(result.non_2xx))
+    run(
+        [
+            sys.executable,
+            "-m",
+            "tests.load.plot",
+            str(REPORTS / "bench-deploy0.json"),
+            str(REPORTS / "bench-rollback0.json"),
+            "--out",
+            str(REPORTS / "rolling.png"),
+            "--title",
+            "Rolling deploy, then rollback, under 200 requests/s",
+        ]
+    )
+    noop = [timed_playbook("site.yml", require_noop=True) for _ in range(RUNS)]
+    return [
+        ("Rolling deploy, 2 app hosts, under load", deploys, "s", "make deploy (200 req/s of mixed traffic running)"),
+        ("Rollback, 2 app hosts, under load", rollbacks, "s", "make rollback"),
+        (
+            "  failed requests during deploys and rollbacks",
+            failed,
+            "count",
+            "tests/load generator, every answer counted",
+        ),
+        ("No-op re-converge of site.yml (changed=0)", noop, "s", "make site"),
+    ]
+
+
+def fresh_rows() -> list[Row]:
     samples = []
     for _ in range(RUNS):
-        took, out = timed(cmd)
-        changed = [int(n) for n in re.findall(r"changed=(\d+)", out)]
-        if any(changed):
-            sys.exit("brigade: the no-op converge changed something; run `make up` until it settles")
-        samples.append(took)
-    return "No-op re-converge of site.yml (changed=0)", samples, " ".join(cmd)
+        run(["make", "down"])
+        run([*PLAYBOOK, "playbooks/local_env.yml"])
+        samples.append(timed_playbook("site.yml"))
+    return [("Fresh converge of the six local hosts", samples, "s", "make down; make up (site.yml part)")]
 
 
 def main() -> int:
-    rows = [noop_converge()]
-    print(f"\nBrigade benchmarks ({RUNS} runs each, medians; {os.cpu_count()} cores)\n")
-    print(f"| {'measure':<44} | {'median':>8} | {'min':>8} | {'max':>8} | command")
-    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 10}|{'-' * 10}|---------")
-    for name, samples, cmd in rows:
-        med, lo, hi = statistics.median(samples), min(samples), max(samples)
-        print(f"| {name:<44} | {med:7.1f}s | {lo:7.1f}s | {hi:7.1f}s | {cmd}")
+    rows = throughput_rows() + runbook_rows()
+    if os.environ.get("BENCH_FRESH") == "1":
+        rows += fresh_rows()
+    print(f"\nBrigade benchmarks: medians of {RUNS} runs, {os.cpu_count()} cores, everything on this machine\n")
+    print(f"| {'measure':<44} | {'median':>10} | {'min':>10} | {'max':>10} | unit  | command")
+    print(f"|{'-' * 46}|{'-' * 12}|{'-' * 12}|{'-' * 12}|-------|---------")
+    for name, samples, unit, cmd in rows:
+        print(
+            f"| {name:<44} | {median(samples):10.1f} | {min(samples):10.1f} | {max(samples):10.1f} | {unit:<5} | {cmd}"
+        )
+    if os.environ.get("BENCH_FRESH") != "1":
+        print("\nFresh converges: BENCH_FRESH=1 make bench (recreates the hosts each run).")
+    print(f"\nTimeline of the first deploy and rollback: {REPORTS / 'rolling.png'}")
     return 0
 
 

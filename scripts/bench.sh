@@ -6,6 +6,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$BRIGADE_ROOT"
+command -v wrk >/dev/null 2>&1 || apt_install wrk
 docker container inspect brigade-lb1 >/dev/null 2>&1 || scripts/up.sh
 export PATH="$BRIGADE_ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$BRIGADE_ROOT/ansible.cfg"
 exec python scripts/bench.py

@@ -233,11 +233,20 @@ async def read_response(reader: asyncio.StreamReader, method: str) -> Response:
             keep_alive = False
     except asyncio.IncompleteReadError as exc:
         if not started and not exc.partial:
-            raise HTTPError("connection closed before the response") from None
+            raise ClosedBeforeResponse("connection closed before the response") from None
         raise HTTPError("connection closed mid-response") from None
     except asyncio.LimitOverrunError:
         raise HTTPError("response header too large") from None
     return Response(status=status, reason=reason, headers=headers, body=body, keep_alive=keep_alive)
+
+
+class ClosedBeforeResponse(HTTPError):
+    """The server closed the connection without a byte of response.
+
+    On a connection that had already carried a request this is the keep-alive
+    race (RFC 9112, section 9.3.1): the server closed the idle connection (a
+    graceful nginx reload does) just as the request went out, and never saw it.
+    """
 
 
 def build_request(
@@ -258,6 +267,7 @@ class Connection:
     def __init__(self, target: Target, on_open: Callable[[], int] | None = None) -> None:
         self.target = target
         self.serial = 0
+        self.uses = 0  # requests written since the connection was opened
         self.phase = "idle"
         self._on_open = on_open
         self._reader: asyncio.StreamReader | None = None
@@ -288,6 +298,7 @@ class Connection:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.serial = self._on_open() if self._on_open else self.serial + 1
+        self.uses = 0
 
     async def request(
         self, method: str, path: str, headers: Sequence[tuple[str, str]] = (), body: bytes | None = None
@@ -298,6 +309,7 @@ class Connection:
         assert self._writer is not None  # both set by connect()
         assert self._reader is not None
         self.phase = "send"
+        self.uses += 1
         self._writer.write(build_request(method, path, self.target.host_header, headers, body))
         written = asyncio.get_running_loop().time()
         await self._writer.drain()
@@ -341,6 +353,7 @@ class RequestRecord:
     idempotency_key: str | None = None
     order_id: int | None = None
     order_code: str | None = None
+    retried: bool = False  # sent again after the keep-alive race (see ClosedBeforeResponse)
 
     @property
     def ok(self) -> bool:
@@ -361,6 +374,8 @@ class RequestRecord:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        if self.retried:
+            out["retried"] = True
         return out
 
     @classmethod
@@ -468,6 +483,7 @@ class Result:
                 "ok": sum(r.ok for r in chosen),
                 "non_2xx": sum(not r.ok for r in chosen),
                 "errors": sum(r.status == 0 for r in chosen),
+                "retried": sum(r.retried for r in chosen),
             }
         paced = [r for r in records if r.kind in PACED_KINDS]
         # Answers still arrive after the window while the requests in flight finish.
@@ -575,7 +591,9 @@ class Result:
             f"  achieved {self.achieved_rate:.1f}/s sent (offered {self.offered_rate:.1f}/s, "
             f"answered {self.answered_rate:.1f}/s); "
             + ", ".join(f"{k} {v['requests']}" for k, v in self.totals.items() if k != "all"),
-            f"  non-2xx {self.non_2xx}" + (f" ({statuses})" if statuses else ""),
+            f"  non-2xx {self.non_2xx}"
+            + (f" ({statuses})" if statuses else "")
+            + f"; sent again after the keep-alive race: {self.totals['all'].get('retried', 0)}",
             f"  latency ms p50 {lat['p50']} p95 {lat['p95']} p99 {lat['p99']} max {lat['max']} "
             f"(client wait p99 {self.wait_ms['p99']})",
             f"  orders acknowledged {len(self.orders)}; connections opened {m.get('connections_opened')}",
@@ -859,7 +877,19 @@ class LoadGenerator:
         try:
             async with asyncio.timeout_at(due + self.config.timeout):
                 connection = await self._pool.get()
-                response, written = await connection.request(method, path, headers, body)
+                reused = connection.is_open and connection.uses > 0
+                try:
+                    response, written = await connection.request(method, path, headers, body)
+                except ClosedBeforeResponse:
+                    # The keep-alive race: what browsers and HTTP libraries do is send
+                    # the request again, once, on a new connection. Safe here: the
+                    # server never saw it (GET), or the Idempotency-Key makes a
+                    # repeated POST the same order. Counted in `retried`, not hidden.
+                    if not reused:
+                        raise
+                    record.retried = True
+                    connection.close(abort=True)
+                    response, written = await connection.request(method, path, headers, body)
         except TimeoutError:
             if connection is not None:
                 phase = connection.phase

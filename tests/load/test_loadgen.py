@@ -387,16 +387,21 @@ def test_dropped_connections_are_counted_and_reopened(
 
     assert result.requests == 75
     failed = [r for r in result.records if r.status == 0]
-    assert len(failed) == api.drops == 76 // 7
+    retried = [r for r in result.records if r.retried]
+    # A drop on a connection that had carried a request looks like the keep-alive
+    # race, so the request went out once more on a new connection; a drop on a
+    # fresh connection, or a second drop, is a failure. Every drop is one or the other.
+    assert len(failed) + len(retried) == api.drops >= 76 // 7
+    assert retried, "no drop hit a reused connection: the retry path was not exercised"
     assert all(r.error for r in failed)
     assert all("closed" in (r.error or "") or "reset" in (r.error or "").lower() for r in failed)
     assert result.non_2xx == result.totals["all"]["errors"] == len(failed)
-    assert {r.status for r in result.records} == {0, 200, 201}
-    # Each drop cost a connection, opened again when its pool slot next came up; the 8
-    # slots take turns, so a slot that failed among the last 8 requests may not have.
-    late = sum(r.status == 0 for r in result.records[-8:])
-    assert result.meta["connections_opened"] == api.connections >= 8 + 1 + api.drops - late
-    # A dropped order was never acknowledged; all the others were.
+    assert result.totals["all"]["retried"] == len(retried)
+    assert {r.status for r in result.records} >= {200, 201}
+    # Each drop cost a connection, opened again when its pool slot next came up.
+    assert result.meta["connections_opened"] == api.connections >= 8 + 1 + len(retried)
+    # A dropped order was never acknowledged; all the others were, once each,
+    # even when the order's POST went out twice with its Idempotency-Key.
     assert {o["id"] for o in result.orders} == set(api.orders)
     assert len(result.orders) == sum(r.status == 201 for r in result.records)
 

@@ -56,7 +56,12 @@ workers = _int_env(_workers_env, _default_workers, 1, 64)
 worker_class = "uvicorn_worker.UvicornWorker"
 graceful_timeout = _int_env("APP_GRACEFUL_TIMEOUT", 30, 1, 600)
 timeout = _int_env("APP_TIMEOUT", 60, 5, 3600)
-keepalive = 5
+# Idle keep-alive connections from the proxy stay open this long. It must be
+# longer than the proxy's own idle timeout for its upstream connections
+# (Brigade's nginx: 60 s), so that the proxy always closes first: otherwise it
+# can send a request on a connection the app is closing, and a POST that meets
+# that race is not retried (a 502).
+keepalive = _int_env("APP_KEEPALIVE", 75, 1, 3600)
 forwarded_allow_ips = os.environ.get("APP_FORWARDED_ALLOW_IPS", "127.0.0.1")
 preload_app = False  # every worker opens its own database and Redis connections
 accesslog = None  # the application logs one JSON line per request itself

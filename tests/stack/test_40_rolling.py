@@ -1,0 +1,237 @@
+"""Rolling deploys and rollbacks under load, a failed canary, a dead app host.
+
+A real load generator (tests/load) sends public menu GETs and authenticated
+order POSTs, each with its own Idempotency-Key, through nginx at 200/s while
+the runbooks run. Every answer is counted; the runs' timelines are kept in
+reports/ for `make bench` to draw.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BASE_URL, HOSTS, ROOT, run_playbook, ssh, vault, webhook_alerts
+
+from tests.load.loadgen import LoadConfig, LoadRun, Result
+
+# The issue's floor is 200 requests/s of mixed traffic; one order in five.
+RATE = 200
+ORDER_SHARE = 0.2
+APPS = sorted(h for h, meta in HOSTS.items() if "app" in meta["groups"])
+REPORTS = ROOT / "reports"
+
+
+def _release_on(host: str) -> str:
+    res = ssh(host, f"curl -s http://{HOSTS[host]['ip']}:5000/api/v1/version")
+    assert res.returncode == 0, res.stderr
+    return str(json.loads(res.stdout)["release_id"])
+
+
+def _current_link(host: str) -> str:
+    res = ssh(host, "readlink /opt/brigade/current")
+    assert res.returncode == 0, res.stderr
+    return Path(res.stdout.strip()).name
+
+
+def _upstream(host: str = "lb1") -> str:
+    res = ssh(host, "cat /etc/nginx/conf.d/brigade-upstream.conf")
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+class Load:
+    """Load through nginx for the duration of a with-block."""
+
+    def __init__(self, label: str, order_share: float = ORDER_SHARE) -> None:
+        REPORTS.mkdir(exist_ok=True)
+        self.events = REPORTS / f"{label}-events.jsonl"
+        self.events.unlink(missing_ok=True)
+        self.label = label
+        self.config = LoadConfig(
+            base_url=BASE_URL,
+            rate=RATE,
+            duration=None,
+            username="admin",
+            password=vault()["vault_app_admin_password"],
+            order_share=order_share,
+            # Many clients: one HTTP/1.1 connection carries one request at a time.
+            connections=128,
+            insecure=True,
+            events_file=str(self.events),
+            label=label,
+        )
+        self.result: Result | None = None
+
+    def __enter__(self) -> Load:
+        self.run = LoadRun(self.config).start()
+        time.sleep(3)  # traffic flowing before anything changes
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(3)  # and after
+        self.result = self.run.stop()
+        self.result.write(REPORTS / f"{self.label}.json")
+        print(self.result.summary())
+
+
+def _orders_in_database(result: Result) -> int:
+    ids = [int(o["id"]) for o in result.orders]
+    found = 0
+    for start in range(0, len(ids), 500):
+        chunk = ",".join(str(i) for i in ids[start : start + 500])
+        res = ssh(
+            "db1",
+            f'sudo -n -u postgres psql -d brigade -AtX -c "SELECT count(*) FROM brigade.orders WHERE id IN ({chunk})"',
+        )
+        assert res.returncode == 0, res.stderr
+        found += int(res.stdout.strip())
+    return found
+
+
+def _assert_clean(result: Result) -> None:
+    assert result.achieved_rate >= 0.98 * RATE, result.summary()
+    assert result.non_2xx == 0, result.summary()
+    acknowledged = len(result.orders)
+    assert acknowledged > 0, "no order was acknowledged: the load did not exercise writes"
+    assert _orders_in_database(result) == acknowledged
+
+
+@pytest.fixture(scope="module")
+def releases() -> dict[str, str]:
+    """The release running before these tests, and a new id for the deploy."""
+    before = {host: _release_on(host) for host in APPS}
+    assert len(set(before.values())) == 1, before
+    old = next(iter(before.values()))
+    return {"old": old, "new": f"{old.split('-')[0]}-deploy{int(time.time())}"}
+
+
+def test_rolling_deploy_under_load_drops_nothing(releases):
+    with Load("deploy") as load:
+        started = time.monotonic()
+        run_playbook(
+            "deploy.yml",
+            "-e",
+            f"app_release_id={releases['new']}",
+            "-e",
+            f"rolling_update_events={load.events}",
+            log_name="deploy",
+        )
+        print(f"deploy.yml took {time.monotonic() - started:.1f} s")
+    assert load.result is not None
+    _assert_clean(load.result)
+    assert {host: _release_on(host) for host in APPS} == {host: releases["new"] for host in APPS}
+    events = [json.loads(line) for line in load.events.read_text().splitlines()]
+    assert [(e["host"], e["event"]) for e in events] == [(h, e) for h in APPS for e in ("drained", "back")]
+    assert " down" not in _upstream()
+
+
+def test_rollback_under_load_drops_nothing(releases):
+    with Load("rollback") as load:
+        started = time.monotonic()
+        run_playbook("rollback.yml", "-e", f"rolling_update_events={load.events}", log_name="rollback")
+        print(f"rollback.yml took {time.monotonic() - started:.1f} s")
+    assert load.result is not None
+    _assert_clean(load.result)
+    assert {host: _release_on(host) for host in APPS} == {host: releases["old"] for host in APPS}
+    for host in APPS:
+        assert ssh(host, f"test -e /opt/brigade/releases/{releases['new']}/FAILED").returncode == 0
+
+
+def test_a_second_rollback_is_refused_and_changes_nothing(releases):
+    with pytest.raises(AssertionError) as refused:
+        run_playbook("rollback.yml", log_name="rollback-refused")
+    assert "cannot roll back" in str(refused.value)
+    assert {host: _current_link(host) for host in APPS} == {host: releases["old"] for host in APPS}
+    assert " down" not in _upstream()
+
+
+def test_a_canary_that_never_gets_ready_stops_the_rollout(releases):
+    broken = f"{releases['old'].split('-')[0]}-broken{int(time.time())}"
+    canary, rest = APPS[0], APPS[1:]
+    with Load("canary") as load:
+        # A release whose settings make it listen where nothing looks for it:
+        # it starts, but /readyz on its address never answers.
+        with pytest.raises(AssertionError) as failed:
+            run_playbook(
+                "deploy.yml",
+                "-e",
+                f"app_release_id={broken}",
+                "-e",
+                '{"app_release_env": {"APP_BIND": "127.0.0.1:5999"}, "app_health_retries": 8, "app_health_delay": 1}',
+                "-e",
+                f"rolling_update_events={load.events}",
+                log_name="canary",
+            )
+        assert "did not become ready" in str(failed.value)
+    assert load.result is not None
+    _assert_clean(load.result)
+    # The canary went back to the old release and stays out of the upstream;
+    # every other host never left the old release.
+    assert _current_link(canary) == releases["old"]
+    assert ssh(canary, f"test -e /opt/brigade/releases/{broken}/FAILED").returncode == 0
+    for host in rest:
+        assert _current_link(host) == releases["old"]
+        assert _release_on(host) == releases["old"]
+    upstream = _upstream()
+    assert f"{HOSTS[canary]['ip']}:5000 max_fails" in upstream
+    assert [line for line in upstream.splitlines() if line.strip().endswith(" down;")] == [
+        line for line in upstream.splitlines() if HOSTS[canary]["ip"] in line
+    ]
+    # The operator puts the canary back once it is healthy on the old release.
+    run_playbook(
+        "rolling_update.yml",
+        "-e",
+        "rolling_update_action=activate",
+        "-e",
+        f"app_release_id={releases['old']}",
+        log_name="canary-back",
+    )
+    assert " down" not in _upstream()
+
+
+def _docker(*args: str) -> None:
+    subprocess.run(["docker", *args], check=True, capture_output=True, timeout=120)
+
+
+def test_a_dead_app_host_under_load_fails_no_get_and_alerts_within_90_s():
+    victim = APPS[-1]
+    with Load("host-down") as load:
+        stopped = time.time()
+        _docker("stop", "--time", "5", f"brigade-{victim}")
+        deadline = stopped + 90
+        fired = None
+        while time.time() < deadline and fired is None:
+            for entry in webhook_alerts():
+                if entry["received_at"] < stopped:
+                    continue
+                for alert in entry["payload"]["alerts"]:
+                    labels = alert["labels"]
+                    if (
+                        labels.get("alertname") == "InstanceDown"
+                        and labels.get("host") == victim
+                        and alert["status"] == "firing"
+                    ):
+                        fired = entry["received_at"] - stopped
+            time.sleep(2)
+    try:
+        assert load.result is not None
+        menu = load.result.totals["menu"]
+        print(f"menu GETs: {menu}; orders: {load.result.totals.get('order')}")
+        assert menu["requests"] > 0
+        assert menu["non_2xx"] == 0, load.result.summary()
+        assert fired is not None, f"no InstanceDown for {victim} reached the webhook receiver within 90 s"
+        print(f"InstanceDown for {victim} reached the receiver {fired:.1f} s after its container stopped")
+    finally:
+        _docker("start", f"brigade-{victim}")
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            res = ssh(victim, f"curl -sf -o /dev/null http://{HOSTS[victim]['ip']}:5000/readyz")
+            if res.returncode == 0:
+                break
+            time.sleep(2)
+        else:
+            raise AssertionError(f"{victim} did not come back after its container restarted")
