@@ -9,6 +9,7 @@ slow server cannot hide its queueing by slowing the client down.
     make bench                      # everything but the fresh converge
     BENCH_FRESH=1 make bench        # also time fresh converges of the six hosts (minutes each)
     BENCH_RUNS=5 make bench
+    BENCH_SECTIONS=throughput make bench   # only the throughput part (or: runbooks)
 
 It changes the local environment: it ships releases and rolls them back, and
 with BENCH_FRESH=1 it recreates the hosts.
@@ -282,7 +283,12 @@ def fresh_rows() -> list[Row]:
 
 
 def main() -> int:
-    rows = throughput_rows() + runbook_rows()
+    sections = os.environ.get("BENCH_SECTIONS", "throughput runbooks").split()
+    rows: list[Row] = []
+    if "throughput" in sections:
+        rows += throughput_rows()
+    if "runbooks" in sections:
+        rows += runbook_rows()
     if os.environ.get("BENCH_FRESH") == "1":
         rows += fresh_rows()
     print(f"\nBrigade benchmarks: medians of {RUNS} runs, {os.cpu_count()} cores, everything on this machine\n")
@@ -294,7 +300,8 @@ def main() -> int:
         )
     if os.environ.get("BENCH_FRESH") != "1":
         print("\nFresh converges: BENCH_FRESH=1 make bench (recreates the hosts each run).")
-    print(f"\nTimeline of the first deploy and rollback: {REPORTS / 'rolling.png'}")
+    if "runbooks" in sections:
+        print(f"\nTimeline of the first deploy and rollback: {REPORTS / 'rolling.png'}")
     return 0
 
 
