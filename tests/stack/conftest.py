@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -26,8 +25,9 @@ LOG_DIR = ROOT / ".cache/stack-logs"
 # nginx on lb1 and the monitoring host's ports, as published on the control node.
 BASE_URL = "https://localhost:8443"
 PROMETHEUS_URL = "http://localhost:9090"
-# The tests read the load generator from tests/load.
+# The tests read the load generator from tests/load, and share tests/ansible_cli.
 sys.path.insert(0, str(ROOT))
+from tests.ansible_cli import ansible_playbook  # noqa: E402
 
 
 def _inventory() -> dict[str, dict]:
@@ -106,30 +106,14 @@ def vault() -> dict[str, str]:
 def run_playbook(playbook: str, *args: str, log_name: str | None = None, timeout: int = 900) -> str:
     """Run one of the runbooks against the local inventory, as `make` does;
     return its output, also kept in LOG_DIR for the secret scan."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_FORCE_COLOR": "false",
-            "PATH": f"{ROOT / '.venv/bin'}:{env.get('PATH', '')}",
-        }
-    )
-    proc = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            "inventories/local",
-            "--vault-id",
-            "local@.local/vault-password-local",
-            f"playbooks/{playbook}",
-            *args,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    proc = ansible_playbook(
+        "-i",
+        "inventories/local",
+        "--vault-id",
+        "local@.local/vault-password-local",
+        f"playbooks/{playbook}",
+        *args,
         timeout=timeout,
-        check=False,
     )
     output = proc.stdout + proc.stderr
     LOG_DIR.mkdir(parents=True, exist_ok=True)
