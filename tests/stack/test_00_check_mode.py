@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from conftest import HOSTS, recap, run_playbook
+from tests.stacklib import HOSTS, recap, run_playbook
 
 
 def test_check_diff_on_the_configured_stack_reports_no_change():

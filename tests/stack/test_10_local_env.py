@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import HOSTS, LOCAL, ROOT, ssh, tcp_open
+
+from tests.stacklib import HOSTS, LOCAL, ROOT, ssh, tcp_open
 
 RULES = yaml.safe_load((ROOT / "playbooks/group_vars/all/firewall.yml").read_text())["common_firewall_rules"]
 

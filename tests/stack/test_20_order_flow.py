@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from conftest import BASE_URL, HOSTS, admin_token, http, psql, ssh
+from tests.stacklib import BASE_URL, HOSTS, admin_token, http, psql, ssh
 
 FLOW = ["preparing", "ready", "served", "paid"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import HOSTS, prometheus, ssh, webhook_alerts
+from tests.stacklib import HOSTS, prometheus, ssh, webhook_alerts
 
 # What each inventory group exposes besides node_exporter (every host).
 EXPECTED_JOBS = {

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BASE_URL, HOSTS, ROOT, run_playbook, ssh, vault, webhook_alerts
 
 from tests.load.loadgen import LoadConfig, LoadRun, Result
+from tests.stacklib import BASE_URL, HOSTS, ROOT, run_playbook, ssh, vault, webhook_alerts
 
 # The floor is 200 requests/s of mixed traffic; one order in ten.
 RATE = 200

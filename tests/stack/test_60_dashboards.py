@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from conftest import PROMETHEUS_URL, ROOT
+from tests.stacklib import PROMETHEUS_URL, ROOT
 
 sys.path.insert(0, str(ROOT / "roles/grafana/tests"))
 import dashboard_queries

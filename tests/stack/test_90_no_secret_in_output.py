@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import LOG_DIR, vault
+from tests.stacklib import LOG_DIR, vault
 
 LOGS = [Path(p) for p in os.environ.get("BRIGADE_OUTPUT_LOGS", "").split(":") if p]
 
