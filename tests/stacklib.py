@@ -78,9 +78,16 @@ def tcp_open(address: str, port: int, timeout: float = 2.0) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def environment_is_up():
     """Every suite that imports this into its conftest checks the environment
-    first, and starts with an empty LOG_DIR."""
+    first; the session starts with an empty LOG_DIR."""
     if not (LOCAL / "ssh/id_ed25519").exists():
         pytest.fail("the local environment is not up: run `make up` first")
+    _clear_logs_once()
+
+
+@functools.cache
+def _clear_logs_once() -> None:
+    # Once per pytest session, however many suites import the fixture: the
+    # secret scan at the end reads the logs of every suite.
     for old in LOG_DIR.glob("*.log"):
         old.unlink()
 
