@@ -30,11 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests/stack"))
-
-from conftest import admin_token, http, vault  # noqa: E402
 
 from tests.load.loadgen import LoadConfig, LoadRun, Result, run_load  # noqa: E402
+from tests.stacklib import admin_token, http, vault  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 BASE = "https://localhost:8443"
