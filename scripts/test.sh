@@ -11,8 +11,6 @@ set -uo pipefail
 cd "$BRIGADE_ROOT"
 
 "$BRIGADE_ROOT/scripts/venv.sh" || exit 1
-"$BRIGADE_ROOT/scripts/engine.sh" || exit 1
-"$BRIGADE_ROOT/scripts/image.sh" || exit 1
 export PATH="$BRIGADE_ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$BRIGADE_ROOT/ansible.cfg"
 export PY_COLORS=0 ANSIBLE_NOCOLOR=1
 
@@ -34,6 +32,18 @@ stages+=(stack)
 if [ -n "${TEST_STAGES:-}" ]; then
   read -r -a stages <<<"$TEST_STAGES"
 fi
+
+# The container engine and the base image, only for the stages that start
+# containers (CI runs the other stages in jobs without an engine).
+for stage in "${stages[@]}"; do
+  case "$stage" in
+    molecule:* | stack)
+      "$BRIGADE_ROOT/scripts/engine.sh" || exit 1
+      "$BRIGADE_ROOT/scripts/image.sh" || exit 1
+      break
+      ;;
+  esac
+done
 
 # Alert rules, routes and dashboards: promtool and amtool come from Debian's
 # packages (their services are not started on the control node).
