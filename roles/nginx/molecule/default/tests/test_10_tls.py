@@ -2,8 +2,10 @@
 container's bridge address."""
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from conftest import CA, NAME
 
 ALLOWED_TLS12_SUITES = {
@@ -17,17 +19,11 @@ ALLOWED_TLS12_SUITES = {
 TLS13_SUITES = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
 
 # testssl.sh findings of MEDIUM or above that this scenario accepts, each for a
-# stated reason, matched on id and text so that nothing else slips through.
+# stated reason (in the file, shared with the full stack's security checks),
+# matched on id and text so that nothing else slips through.
 ACCEPTED_FINDINGS = {
-    # The scenario's certificate comes from the role's own private CA (local
-    # and staging), which publishes no CRL and runs no OCSP responder.
-    # Production certificates come from a public CA, which provides both.
-    "cert_revocation": "Neither CRL nor OCSP URI provided",
-    # Mozilla's intermediate profile sets ssl_prefer_server_ciphers off: every
-    # suite offered is ECDHE with an AEAD cipher, so the client picks (a phone
-    # without AES hardware picks ChaCha20). testssl.sh 3.0.8 predates that
-    # advice and rates any client-chosen order HIGH.
-    "cipher_order": "NOT a cipher order configured",
+    finding_id: accepted["finding"]
+    for finding_id, accepted in yaml.safe_load((Path(__file__).parents[1] / "testssl-accepted.yml").read_text()).items()
 }
 
 
