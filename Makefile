@@ -21,9 +21,14 @@ VAULT_PASSWORD_FILE ?= prompt
 endif
 # Extra ansible-playbook arguments, e.g. ARGS='-e app_rollback_release=1.0.0-abc'.
 ARGS ?=
+# A prebuilt app artifact (a directory `make artifact` made): `make artifact`
+# writes it there, `make deploy` ships it instead of building one from app/.
+# Empty (the default): `make artifact` uses dist/brigade-api and deploy builds.
+ARTIFACT ?=
 ANSIBLE_PLAYBOOK := ansible-playbook -i $(INVENTORY) --vault-id $(ENV)@$(VAULT_PASSWORD_FILE) $(ARGS)
 
 .PHONY: help up down test lint bench venv engine image secrets site deploy rolling-update rollback health check-env
+.PHONY: artifact lint-security audit ci-credentials
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -52,8 +57,8 @@ down: venv ## Remove the local environment's containers and network
 site: venv check-env ## Converge the whole stack on ENV (default local)
 	@$(ANSIBLE_PLAYBOOK) playbooks/site.yml
 
-deploy: venv check-env ## Ship a new app release, host by host, with no dropped request
-	@$(ANSIBLE_PLAYBOOK) playbooks/deploy.yml
+deploy: venv check-env ## Ship a new app release, host by host, with no dropped request (ARTIFACT=dir: a prebuilt one)
+	@$(ANSIBLE_PLAYBOOK) playbooks/deploy.yml $(if $(ARTIFACT),-e 'app_artifact_dir=$(abspath $(ARTIFACT))')
 
 rolling-update: venv check-env ## Roll config changes or OS upgrades over the app hosts
 	@$(ANSIBLE_PLAYBOOK) playbooks/rolling_update.yml
@@ -64,8 +69,20 @@ rollback: venv check-env ## Go back to the previous healthy release, host by hos
 health: venv check-env ## Check every tier and print a table; fails if anything is unhealthy
 	@$(ANSIBLE_PLAYBOOK) playbooks/healthcheck.yml
 
-lint: venv ## yamllint, ansible-lint (production profile) and ruff
+lint: venv ## yamllint, ansible-lint (production profile), ruff, actionlint
 	@scripts/lint.sh
+
+lint-security: venv ## ansible-lint's security-focused pass (.config/ansible-lint-security.yml), also in make lint
+	@scripts/lint.sh ansible-security
+
+audit: venv ## pip-audit of app/requirements.lock; fails on high-severity or known-exploited findings (needs the internet)
+	@scripts/audit.sh
+
+artifact: ## Build the app artifact once (wheel, wheelhouse, SHA256SUMS) into ARTIFACT (default dist/brigade-api)
+	@scripts/artifact.sh $(or $(ARTIFACT),dist/brigade-api)
+
+ci-credentials: ## CI: write the deploy credentials from BRIGADE_* variables to files only the runner reads
+	@scripts/ci_credentials.sh
 
 test: ## Every check: lint, Python tests, Molecule scenarios, the local stack
 	@scripts/test.sh
