@@ -111,6 +111,30 @@ def test_bad_config_fails_and_old_config_keeps_serving(host, request_, master_pi
     assert host.run("grep -r 10zebras /etc/nginx").rc == 1
 
 
+def test_reload_the_master_refuses_fails_loudly(host, request_, master_pid):
+    """A configuration `nginx -t` accepts but the running master refuses (a rate
+    limit zone whose key changed): systemctl reload reports success, the reload
+    script does not, and the previous configuration keeps serving."""
+    site = "/etc/nginx/conf.d/brigade-site.conf"
+    pid = master_pid()
+    host.run(f"cp {site} /tmp/site.good")
+    try:
+        changed = host.run(
+            f"sed -i 's/limit_req_zone $brigade_api_limit_key/limit_req_zone $binary_remote_addr/' {site}"
+        )
+        assert changed.rc == 0
+        assert host.run("nginx -t").rc == 0
+        res = host.run("/usr/local/sbin/brigade-nginx-reload")
+        assert res.rc == 1, (res.stdout, res.stderr)
+        assert "keeps serving the previous one" in res.stderr
+        assert 'uses the "$binary_remote_addr" key' in res.stderr
+        assert request_("/api/v1/ping").status == 200
+        assert master_pid() == pid
+    finally:
+        host.run(f"cp /tmp/site.good {site}")
+    assert host.run("/usr/local/sbin/brigade-nginx-reload").rc == 0
+
+
 @pytest.mark.parametrize(
     ("extra_vars", "message"),
     [
