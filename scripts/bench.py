@@ -31,12 +31,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.brigade_runner import PlaybookRun, run_playbook  # noqa: E402
 from tests.load.loadgen import LoadConfig, LoadRun, Result, run_load  # noqa: E402
 from tests.stacklib import admin_token, http, vault  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 BASE = "https://localhost:8443"
-PLAYBOOK = ["ansible-playbook", "-i", "inventories/local", "--vault-id", "local@.local/vault-password-local"]
+# ansible-playbook's arguments; playbooks run through ansible-runner (scripts/brigade_runner.py).
+PLAYBOOK = ["-i", "inventories/local", "--vault-id", "local@.local/vault-password-local"]
 REPORTS = ROOT / "reports"
 WRK = ["wrk", "--threads", "2", "--connections", "64", "--duration", "10s", "--latency"]
 
@@ -54,11 +56,18 @@ def run(cmd: list[str], **kwargs: object) -> str:
     return str(res.stdout)
 
 
+def playbook_run(playbook: str, *args: str) -> PlaybookRun:
+    res = run_playbook([*PLAYBOOK, f"playbooks/{playbook}", *args])
+    if res.returncode != 0:
+        sys.exit(f"brigade: benchmark command failed: ansible-playbook {' '.join(res.args[1:])}\n{res.stdout[-5000:]}")
+    return res
+
+
 def timed_playbook(playbook: str, *args: str, require_noop: bool = False) -> float:
     start = time.monotonic()
-    out = run([*PLAYBOOK, f"playbooks/{playbook}", *args])
+    res = playbook_run(playbook, *args)
     took = time.monotonic() - start
-    if require_noop and any(int(n) for n in re.findall(r"changed=(\d+)", out)):
+    if require_noop and any(host["changed"] for host in res.recap.values()):
         sys.exit(f"brigade: {playbook} changed something; run `make up` until it settles")
     return took
 
@@ -275,7 +284,7 @@ def fresh_rows() -> list[Row]:
     samples = []
     for _ in range(RUNS):
         run(["make", "down"])
-        run([*PLAYBOOK, "playbooks/local_env.yml"])
+        playbook_run("local_env.yml")
         samples.append(timed_playbook("site.yml"))
     return [("Fresh converge of the six local hosts", samples, "s", "make down; make up (site.yml part)")]
 

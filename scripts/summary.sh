@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Print where to look after `make up`: each URL and whether it answers, where the
-# credentials are, and how long the run took.
+# credentials are, how long the run took, its recap and its ten slowest tasks.
 #   scripts/summary.sh START_EPOCH [PLAYBOOK_LOG]
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
@@ -37,4 +37,11 @@ if [ -n "$log" ] && [ -f "$log" ]; then
   echo
   echo "  Recap:"
   sed -n '/^PLAY RECAP/,/^$/p' "$log" | sed '1d;s/^/    /' | sed '/^ *$/d'
+  # The run's record (scripts/brigade_runner.py names it on the log's last line).
+  record=$(sed -n 's/^Run record: //p' "$log" | tail -n 1)
+  if [ -n "$record" ] && [ -f "$(cd "$BRIGADE_ROOT" && realpath -e -- "$record" 2>/dev/null)" ]; then
+    echo
+    echo "  Ten slowest tasks (every task, per host: $record):"
+    (cd "$BRIGADE_ROOT" && .venv/bin/python scripts/brigade_runner.py --slowest "$record") | sed 's/^/  /'
+  fi
 fi

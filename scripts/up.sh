@@ -14,7 +14,9 @@ start=$(date +%s)
 export PATH="$BRIGADE_ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$BRIGADE_ROOT/ansible.cfg"
 .venv/bin/python scripts/local_secrets.py
 
-playbook=(ansible-playbook -i inventories/local --vault-id local@.local/vault-password-local)
+# ansible-playbook through ansible-runner (scripts/brigade_runner.py): the same
+# output, and a record of each run with its timings under runs/.
+playbook=(.venv/bin/python scripts/brigade_runner.py -i inventories/local --vault-id local@.local/vault-password-local)
 say "creating the local hosts (containers reached over SSH)"
 "${playbook[@]}" playbooks/local_env.yml >/tmp/brigade-local-env.log 2>&1 ||
   { tail -n 30 /tmp/brigade-local-env.log >&2; die "could not create the local hosts (log: /tmp/brigade-local-env.log)."; }
