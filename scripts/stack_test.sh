@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full-stack Molecule scenario (molecule/default): the six hosts of the
 # local environment made fresh, converged with playbooks/site.yml, converged
-# again (changed=0 on every host), then tests/stack end to end. The scenario
+# again (changed=0 on every host), then tests/stack, tests/drills and
+# tests/security end to end, in one verifier session. The scenario
 # removes the environment at the end unless KEEP_STACK=1.
 #
 # It replaces whatever local environment is up: `make up` again afterwards.
@@ -13,6 +14,9 @@ cd "$BRIGADE_ROOT"
 "$BRIGADE_ROOT/scripts/venv.sh"
 "$BRIGADE_ROOT/scripts/engine.sh"
 "$BRIGADE_ROOT/scripts/image.sh"
+# The security checks' clients on the control node (tests/security): testssl.sh
+# against nginx, and a real browser (Debian's chromium, driven by Playwright).
+apt_install testssl.sh chromium
 export PATH="$BRIGADE_ROOT/.venv/bin:$PATH" PY_COLORS=0 ANSIBLE_NOCOLOR=1
 .venv/bin/python scripts/local_secrets.py
 

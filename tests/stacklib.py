@@ -22,7 +22,7 @@ from tests.ansible_cli import ansible_playbook
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / ".local"
-# What the runbooks' output is kept in, for the secret scan (test_90).
+# What the runbooks' output is kept in, for the secret scan (tests/security/test_99).
 LOG_DIR = ROOT / ".cache/stack-logs"
 # nginx on lb1 and the monitoring host's ports, as published on the control node.
 BASE_URL = "https://localhost:8443"
@@ -42,8 +42,10 @@ def _inventory() -> dict[str, dict]:
 HOSTS = _inventory()
 
 
-def ssh(host: str, command: str, timeout: int = 30) -> subprocess.CompletedProcess[str]:
-    """Run a command on a local host the way Ansible reaches it: SSH as brigade, with the key."""
+def ssh(host: str, command: str, timeout: int = 30, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command on a local host the way Ansible reaches it: SSH as brigade, with the key.
+    `input` goes to the command's standard input: the way to hand it a secret,
+    which a command line would show in every process list."""
     return subprocess.run(
         [
             "ssh",
@@ -60,6 +62,7 @@ def ssh(host: str, command: str, timeout: int = 30) -> subprocess.CompletedProce
             f"brigade@{HOSTS[host]['ip']}",
             command,
         ],
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -92,9 +95,17 @@ def _clear_logs_once() -> None:
         old.unlink()
 
 
+class Hidden(str):
+    """A secret: a str everywhere, except that its repr (what pytest shows of a
+    failing call's arguments, and of an assertion's values) gives it away no more."""
+
+    def __repr__(self) -> str:
+        return "'<hidden>'"
+
+
 @functools.cache
 def vault() -> dict[str, str]:
-    """The local environment's secrets, decrypted (never printed)."""
+    """The local environment's secrets, decrypted (never printed: the values are Hidden)."""
     plain = subprocess.run(
         [
             str(ROOT / ".venv/bin/ansible-vault"),
@@ -108,7 +119,7 @@ def vault() -> dict[str, str]:
         text=True,
         check=True,
     ).stdout
-    return {k: str(v) for k, v in (yaml.safe_load(plain) or {}).items()}
+    return {k: Hidden(v) for k, v in (yaml.safe_load(plain) or {}).items()}
 
 
 def run_playbook(playbook: str, *args: str, log_name: str | None = None, timeout: int = 900) -> str:

@@ -1,5 +1,5 @@
 """`--check --diff` on the configured stack predicts no change, and runs at
--vvv so that the secret scan (test_90) also reads what -vvv prints."""
+-vvv so that the secret scan (tests/security/test_99) also reads what -vvv prints."""
 
 from __future__ import annotations
 
