@@ -70,8 +70,13 @@ def test_stopped_backend_is_taken_out(host, request_):
     assert back == {"a", "b"}, "b did not come back after fail_timeout"
 
 
-def test_nginx_502_carries_security_headers(host, request_):
+def test_no_backend_at_all_is_the_api_json_503_with_security_headers(host, request_):
     host.run_expect([0], "systemctl stop brigade-backend-a brigade-backend-b")
     answer = request_("/api/v1/ping")
-    assert answer.status == 502
+    # nginx's own 502 becomes the API's error shape, a 503 to retry.
+    assert answer.status == 503
+    assert answer.header("Content-Type").startswith("application/json")
+    assert answer.header("Retry-After") == "5"
+    assert answer.json()["error"] == "service_unavailable"
+    assert answer.json()["request_id"] == answer.header("X-Request-ID")
     assert_security_headers(answer)
