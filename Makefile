@@ -89,3 +89,7 @@ test: ## Every check: lint, Python tests, Molecule scenarios, the local stack
 
 bench: ## Performance figures (medians over several runs)
 	@scripts/bench.sh
+
+.PHONY: drills
+drills: venv ## Failure drills under load against the local environment (make up first); writes reports/drills.md
+	@python -m pytest -v -p no:cacheprovider tests/drills

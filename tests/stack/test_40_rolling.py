@@ -15,16 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.load.loadgen import LoadConfig, LoadRun, Result
-from tests.stacklib import BASE_URL, HOSTS, ROOT, run_playbook, ssh, vault, webhook_alerts
+from tests.load.loadgen import Result
+from tests.load.stack import RATE, Load, orders_in_database
+from tests.stacklib import HOSTS, run_playbook, ssh, webhook_alerts
 
-# The issue's floor is 200 requests/s of mixed traffic; one order in ten.
-RATE = 200
-ORDER_SHARE = 0.1
-# Steady traffic (connections open, pools filled) before the runbook starts.
-WARM_UP_S = 10
 APPS = sorted(h for h, meta in HOSTS.items() if "app" in meta["groups"])
-REPORTS = ROOT / "reports"
 
 
 def _release_on(host: str) -> str:
@@ -45,61 +40,12 @@ def _upstream(host: str = "lb1") -> str:
     return res.stdout
 
 
-class Load:
-    """Load through nginx for the duration of a with-block."""
-
-    def __init__(self, label: str, order_share: float = ORDER_SHARE) -> None:
-        REPORTS.mkdir(exist_ok=True)
-        self.events = REPORTS / f"{label}-events.jsonl"
-        self.events.unlink(missing_ok=True)
-        self.label = label
-        self.config = LoadConfig(
-            base_url=BASE_URL,
-            rate=RATE,
-            duration=None,
-            username="admin",
-            password=vault()["vault_app_admin_password"],
-            order_share=order_share,
-            # Many clients: one HTTP/1.1 connection carries one request at a time.
-            connections=128,
-            insecure=True,
-            events_file=str(self.events),
-            label=label,
-        )
-        self.result: Result | None = None
-
-    def __enter__(self) -> Load:
-        self.run = LoadRun(self.config).start()
-        time.sleep(WARM_UP_S)  # traffic flowing before anything changes
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        time.sleep(3)  # and after
-        self.result = self.run.stop()
-        self.result.write(REPORTS / f"{self.label}.json")
-        print(self.result.summary())
-
-
-def _orders_in_database(result: Result) -> int:
-    ids = [int(o["id"]) for o in result.orders]
-    found = 0
-    for start in range(0, len(ids), 500):
-        chunk = ",".join(str(i) for i in ids[start : start + 500])
-        res = ssh(
-            "db1",
-            f'sudo -n -u postgres psql -d brigade -AtX -c "SELECT count(*) FROM brigade.orders WHERE id IN ({chunk})"',
-        )
-        assert res.returncode == 0, res.stderr
-        found += int(res.stdout.strip())
-    return found
-
-
 def _assert_clean(result: Result) -> None:
     assert result.achieved_rate >= 0.98 * RATE, result.summary()
     assert result.non_2xx == 0, result.summary()
     acknowledged = len(result.orders)
     assert acknowledged > 0, "no order was acknowledged: the load did not exercise writes"
-    assert _orders_in_database(result) == acknowledged
+    assert orders_in_database(result) == acknowledged
 
 
 @pytest.fixture(scope="module")
