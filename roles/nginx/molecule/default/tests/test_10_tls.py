@@ -82,15 +82,28 @@ def test_server_key_is_private(host):
         assert host.file(key).user == "root"
 
 
+def probe_failures(findings):
+    """Checks testssl.sh could not complete (WARN), apart from the client's own
+    missing GOST engine (nginx offers no GOST)."""
+    return [f for f in findings if f["severity"] == "WARN" and f["id"] != "engine_problem"]
+
+
 @pytest.fixture(scope="module")
 def testssl(host, ip):
-    host.run("rm -f /tmp/testssl.json")
-    res = host.run(
-        f"testssl --quiet --color 0 --warnings off --openssl-timeout 10 --add-ca {CA} "
-        f"--jsonfile /tmp/testssl.json https://{ip}/"
-    )
-    findings = json.loads(host.file("/tmp/testssl.json").content_string)
-    assert findings, res.stdout + res.stderr
+    # A probe that timed out on a busy machine (seen: sessionresumption_ticket)
+    # is a failed measurement, not a finding: the scan runs once more, and the
+    # second scan must complete (test_testssl_no_medium_or_worse asserts it).
+    for attempt in (1, 2):
+        host.run("rm -f /tmp/testssl.json")
+        res = host.run(
+            f"testssl --quiet --color 0 --warnings off --openssl-timeout 10 --add-ca {CA} "
+            f"--jsonfile /tmp/testssl.json https://{ip}/"
+        )
+        findings = json.loads(host.file("/tmp/testssl.json").content_string)
+        assert findings, res.stdout + res.stderr
+        if not probe_failures(findings):
+            break
+        print(f"testssl.sh scan {attempt}: checks that did not complete: {probe_failures(findings)}")
     return findings
 
 
@@ -103,8 +116,7 @@ def test_testssl_no_medium_or_worse(testssl):
     assert not unexpected, unexpected
     # The scan itself worked: no check ended in a warning, except this one about
     # the client: Debian's openssl has no GOST engine, and nginx offers no GOST.
-    warnings = [f for f in testssl if f["severity"] == "WARN" and f["id"] != "engine_problem"]
-    assert not warnings, warnings
+    assert not probe_failures(testssl), probe_failures(testssl)
 
 
 def test_testssl_protocols_and_trust(testssl):
