@@ -42,6 +42,21 @@ def _inventory() -> dict[str, dict]:
 HOSTS = _inventory()
 
 
+# How the control node reaches the local hosts: the generated key, the known
+# hosts file that local_env.yml fills, and never a prompt.
+SSH_KEY = str(LOCAL / "ssh/id_ed25519")
+SSH_CLIENT_OPTIONS = [
+    "-o",
+    f"UserKnownHostsFile={LOCAL / 'known_hosts'}",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=5",
+]
+
+
 def ssh(host: str, command: str, timeout: int = 30, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command on a local host the way Ansible reaches it: SSH as brigade, with the key.
     `input` goes to the command's standard input: the way to hand it a secret,
@@ -50,15 +65,8 @@ def ssh(host: str, command: str, timeout: int = 30, input: str | None = None) ->
         [
             "ssh",
             "-i",
-            str(LOCAL / "ssh/id_ed25519"),
-            "-o",
-            f"UserKnownHostsFile={LOCAL / 'known_hosts'}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
+            SSH_KEY,
+            *SSH_CLIENT_OPTIONS,
             f"brigade@{HOSTS[host]['ip']}",
             command,
         ],

@@ -7,19 +7,10 @@ import subprocess
 
 import pytest
 
-from tests.stacklib import HOSTS, LOCAL, ssh
+from tests.stacklib import HOSTS, SSH_CLIENT_OPTIONS, SSH_KEY, ssh
 
-KEY = str(LOCAL / "ssh/id_ed25519")
-CLIENT = [
-    "-o",
-    f"UserKnownHostsFile={LOCAL / 'known_hosts'}",
-    "-o",
-    "StrictHostKeyChecking=yes",
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "ConnectTimeout=5",
-]
+KEY = SSH_KEY
+CLIENT = SSH_CLIENT_OPTIONS
 
 # What the common role's sshd_config promises, as `sshd -T` prints it.
 HARDENED = {
