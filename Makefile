@@ -29,6 +29,7 @@ ANSIBLE_PLAYBOOK := ansible-playbook -i $(INVENTORY) --vault-id $(ENV)@$(VAULT_P
 
 .PHONY: help up down test lint bench venv engine image secrets site deploy rolling-update rollback health check-env
 .PHONY: artifact lint-security audit ci-credentials
+.PHONY: backup restore drill
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -68,6 +69,17 @@ rollback: venv check-env ## Go back to the previous healthy release, host by hos
 
 health: venv check-env ## Check every tier and print a table; fails if anything is unhealthy
 	@$(ANSIBLE_PLAYBOOK) playbooks/healthcheck.yml
+
+backup: venv check-env ## Take a backup set: pgBackRest, encrypted exports, checksums, metrics
+	@$(ANSIBLE_PLAYBOOK) playbooks/backup.yml
+
+# The local environment's database host confirms itself; elsewhere pass ARGS='-e restore_confirm=<host>'.
+RESTORE_CONFIRM := $(if $(filter local,$(ENV)),-e restore_confirm=db1,)
+restore: venv check-env ## Restore the database (latest; ARGS='-e restore_target_time=... / -e restore_set=...')
+	@$(ANSIBLE_PLAYBOOK) $(RESTORE_CONFIRM) playbooks/restore.yml
+
+drill: venv check-env ## Restore the latest backup into a throwaway cluster and report its age
+	@$(ANSIBLE_PLAYBOOK) playbooks/restore_drill.yml
 
 lint: venv ## yamllint, ansible-lint (production profile), ruff, actionlint
 	@scripts/lint.sh

@@ -1,0 +1,48 @@
+"""Verify the backup role on the converged three hosts: a backup taken with the
+installed steps lands encrypted on the repository host, and the drill restores it."""
+
+import json
+import os
+
+import testinfra
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+
+DB = testinfra.get_host(f"ansible://brigade-backup-db1?ansible_inventory={INVENTORY}")
+REPO = testinfra.get_host(f"ansible://brigade-backup-mon1?ansible_inventory={INVENTORY}")
+
+
+def _json(host, command):
+    res = host.run(command)
+    assert res.rc == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_tls_servers_listen():
+    assert DB.socket("tcp://0.0.0.0:8432").is_listening or DB.service("brigade-pgbackrest-server").is_running
+    assert REPO.service("brigade-pgbackrest-server").is_running
+
+
+def test_a_backup_lands_encrypted_off_host():
+    with REPO.sudo():
+        result = _json(REPO, "/usr/local/sbin/brigade-backup pgbackrest full")
+        assert result["type"] == "full"
+        info = json.loads(REPO.check_output("runuser -u pgbackrest -- pgbackrest --stanza=brigade info --output=json"))
+        assert info[0]["cipher"] == "aes-256-cbc"
+        grep = REPO.run("grep -rl --binary-files=text 'brigade_migrator' /var/lib/pgbackrest/backup /var/lib/pgbackrest/archive")
+        assert grep.stdout == ""
+        _json(REPO, f"/usr/local/sbin/brigade-backup verify {result['label']}")
+
+
+def test_logical_export_is_age_encrypted(scenario_vars):
+    with DB.sudo():
+        _json(DB, "/usr/local/sbin/brigade-backup logical molecule")
+        head = DB.check_output("head -c 21 /var/backups/brigade/molecule/brigade.dump.age")
+        assert head == "age-encryption.org/v1"
+
+
+def test_the_drill_restores_into_a_throwaway_cluster():
+    with DB.sudo():
+        result = _json(DB, "/usr/local/sbin/brigade-backup drill")
+        assert result["counts"]
+        assert not DB.file("/var/lib/postgresql/brigade-drill").exists
