@@ -1,0 +1,74 @@
+"""Bad input: a missing passphrase or age key stops backup.yml before it takes
+anything, naming the variable; restore.yml refuses without its confirmation and
+a target time in the future or before the oldest backup; a corrupt backup file
+stops a restore at checksum verification with the live database untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ansible_cli import ansible_playbook
+from tests.backup.backuplib import DB_HOST, pgbackrest_info, repo
+from tests.stacklib import psql, ssh
+
+
+def _fails(playbook: str, *args: str) -> str:
+    proc = ansible_playbook(
+        "-i", "inventories/local", "--vault-id", "local@.local/vault-password-local", f"playbooks/{playbook}", *args
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    return output
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("vault_backup_pgbackrest_cipher_pass=", "vault_backup_pgbackrest_cipher_pass"),
+        ("backup_age_recipient=", "backup_age_recipient"),
+    ],
+)
+def test_missing_key_stops_backup_before_anything_is_taken(override, named):
+    before = [b["label"] for b in pgbackrest_info()]
+    output = _fails("backup.yml", "-e", override)
+    assert named in output
+    assert "TASK [Backup | pgBackRest backup" not in output
+    assert [b["label"] for b in pgbackrest_info()] == before
+
+
+def _postmaster_start() -> str:
+    return psql("SELECT pg_postmaster_start_time()")
+
+
+def test_restore_refuses_without_confirmation():
+    output = _fails("restore.yml")
+    assert "-e restore_confirm=db1" in output
+
+
+@pytest.mark.parametrize(
+    ("when", "says"),
+    [("2999-01-01 00:00:00+00:00", "is in the future"), ("2000-01-01 00:00:00+00:00", "before the oldest backup")],
+)
+def test_restore_refuses_a_target_time_outside_the_window(when, says):
+    started = _postmaster_start()
+    output = _fails("restore.yml", "-e", "restore_confirm=db1", "-e", f"restore_target_time={when}")
+    assert says in output
+    assert _postmaster_start() == started
+
+
+def test_corrupt_backup_file_stops_the_restore_at_checksum_verification():
+    label = pgbackrest_info()[-1]["label"]
+    victim = f"/var/lib/pgbackrest/sets/{label}/brigade.dump.age"
+    repo(f"cp -p {victim} /root/brigade-dump.pristine")
+    started = _postmaster_start()
+    orders = psql("SELECT count(*) FROM brigade.orders")
+    try:
+        repo(f"sh -c 'printf x | dd of={victim} bs=1 seek=100 conv=notrunc status=none'")
+        output = _fails("restore.yml", "-e", "restore_confirm=db1")
+    finally:
+        repo(f"mv /root/brigade-dump.pristine {victim}")
+    assert "checksum verification failed" in output
+    assert "Restore | drain every app host" not in output
+    assert _postmaster_start() == started
+    assert psql("SELECT count(*) FROM brigade.orders") == orders
+    assert ssh(DB_HOST, "ls -d /var/lib/postgresql/15/main.pre-restore-* 2>/dev/null").stdout == ""
