@@ -6,6 +6,7 @@ acknowledged before T is back and none sent after T; the app serves again."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 from tests.backup.backuplib import (
@@ -53,7 +54,10 @@ def test_backup_then_point_in_time_restore_after_the_database_is_destroyed(recor
     when = dt.datetime.fromtimestamp(target, dt.UTC).isoformat(sep=" ")
     started = time.time()
     out = run_playbook(
-        "restore.yml", "-e", "restore_confirm=db1", "-e", f"restore_target_time={when}", log_name="restore-pitr"
+        "restore.yml",
+        "-e",
+        json.dumps({"restore_confirm": "db1", "restore_target_time": when}),
+        log_name="restore-pitr",
     )
     restore_seconds = time.time() - started
     assert "restore OK: db1 from set " in out

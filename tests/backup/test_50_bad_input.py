@@ -5,6 +5,8 @@ stops a restore at checksum verification with the live database untouched."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.ansible_cli import ansible_playbook
@@ -51,7 +53,7 @@ def test_restore_refuses_without_confirmation():
 )
 def test_restore_refuses_a_target_time_outside_the_window(when, says):
     started = _postmaster_start()
-    output = _fails("restore.yml", "-e", "restore_confirm=db1", "-e", f"restore_target_time={when}")
+    output = _fails("restore.yml", "-e", json.dumps({"restore_confirm": "db1", "restore_target_time": when}))
     assert says in output
     assert _postmaster_start() == started
 
