@@ -3,6 +3,7 @@ local environment's vault is generated encrypted."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
@@ -58,3 +59,33 @@ def test_local_vault_is_generated_encrypted_and_complete():
     values = yaml.safe_load(plain) or {}
     assert {item["name"] for item in SCHEMA if "local" in item.get("envs", ["local"])} <= set(values)
     assert all(isinstance(v, str) and len(v) >= 16 for v in values.values())
+
+
+def test_local_age_identity_has_its_public_key_in_the_inventory():
+    """local_secrets.py generates the age key pair: the private key in the vault,
+    the public key (what `age-keygen -y` prints) as plain inventory."""
+    subprocess.run([str(VENV_BIN / "python"), "scripts/local_secrets.py"], cwd=ROOT, check=True)
+    plain = subprocess.run(
+        [
+            str(VENV_BIN / "ansible-vault"),
+            "view",
+            "--vault-id",
+            "local@.local/vault-password-local",
+            "inventories/local/group_vars/all/vault.yml",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    identity = yaml.safe_load(plain)["vault_backup_age_identity"]
+    assert identity.startswith("AGE-SECRET-KEY-1")
+    assert len(identity) == 74
+    recipient = yaml.safe_load((ROOT / "inventories/local/group_vars/all/backup_age_recipient.yml").read_text())
+    assert recipient["backup_age_recipient"].startswith("age1")
+    assert len(recipient["backup_age_recipient"]) == 62
+    if shutil.which("age-keygen"):
+        derived = subprocess.run(
+            ["age-keygen", "-y"], input=identity + "\n", capture_output=True, text=True, check=True
+        ).stdout.strip()
+        assert derived == recipient["backup_age_recipient"]
