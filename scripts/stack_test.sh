@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full-stack Molecule scenario (molecule/default): the six hosts of the
 # local environment made fresh, converged with playbooks/site.yml, converged
-# again (changed=0 on every host), then tests/stack, tests/drills and
+# again (changed=0 on every host), then tests/stack, tests/drills, tests/backup and
 # tests/security end to end, in one verifier session. The scenario
 # removes the environment at the end unless KEEP_STACK=1.
 #

@@ -56,7 +56,7 @@ rule_tests() {
 run_stage() {
   case "$1" in
     lint) scripts/lint.sh ;;
-    pytest) python -m pytest -q tests --ignore=tests/stack --ignore=tests/security --ignore=tests/drills ;;
+    pytest) python -m pytest -q tests --ignore=tests/stack --ignore=tests/security --ignore=tests/drills --ignore=tests/backup ;;
     app) bash app/test.sh ;;
     rules) rule_tests ;;
     molecule:*) scripts/molecule.sh "${1#molecule:}" test ;;
