@@ -9,10 +9,12 @@ slow server cannot hide its queueing by slowing the client down.
     make bench                      # everything but the fresh converge
     BENCH_FRESH=1 make bench        # also time fresh converges of the six hosts (minutes each)
     BENCH_RUNS=5 make bench
-    BENCH_SECTIONS=throughput make bench   # only the throughput part (or: runbooks)
+    BENCH_SECTIONS=throughput make bench   # only the throughput part (or: runbooks, backup)
+    BENCH_SECTIONS=backup make bench       # backup, restore and drill of >= 1,000,000 order lines
 
-It changes the local environment: it ships releases and rolls them back, and
-with BENCH_FRESH=1 it recreates the hosts.
+It changes the local environment: it ships releases and rolls them back, the
+backup section seeds the database up to BENCH_ORDER_LINES order lines and
+restores it, and with BENCH_FRESH=1 it recreates the hosts.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.brigade_runner import PlaybookRun, run_playbook  # noqa: E402
+from tests.backup.backuplib import Orders, an_item_and_a_table, textfile_metric  # noqa: E402
 from tests.load.loadgen import LoadConfig, LoadRun, Result, run_load  # noqa: E402
-from tests.stacklib import admin_token, http, vault  # noqa: E402
+from tests.stacklib import admin_token, http, psql, vault  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 BASE = "https://localhost:8443"
@@ -315,6 +318,66 @@ def runbook_rows() -> list[Row]:
     ]
 
 
+# -- backups -------------------------------------------------------------------------------
+SEED_LINES = int(os.environ.get("BENCH_ORDER_LINES", "1000000"))
+LINES_PER_ORDER = 4
+
+
+def seed_order_lines(target: int) -> tuple[int, str]:
+    """Top the database up to `target` order lines, as paid orders of one menu
+    item (codes SEED..., which the app never issues: its codes have 8 characters).
+    Returns the number of lines and the database's size."""
+    have = int(psql("SELECT count(*) FROM brigade.order_lines"))
+    if have < target:
+        if not psql("SELECT id FROM brigade.menu_items LIMIT 1"):
+            an_item_and_a_table(admin_token())
+        orders = -(-(target - have) // LINES_PER_ORDER)
+        print(f"seeding {orders:,} orders of {LINES_PER_ORDER} lines ({have:,} lines there)", flush=True)
+        psql(
+            "WITH item AS (SELECT id, name, price FROM brigade.menu_items ORDER BY id LIMIT 1),"
+            " base AS (SELECT count(*) AS n FROM brigade.orders WHERE public_code LIKE 'SEED%'),"
+            " made AS (INSERT INTO brigade.orders (public_code, status, note, total)"
+            "   SELECT 'SEED' || lpad((base.n + g)::text, 10, '0'), 'paid', 'bench seed',"
+            f"   item.price * {LINES_PER_ORDER}"
+            f"   FROM base, item, generate_series(1, {orders}) AS g RETURNING id)"
+            " INSERT INTO brigade.order_lines (order_id, menu_item_id, item_name, unit_price, quantity, line_total)"
+            " SELECT made.id, item.id, item.name, item.price, 1, item.price"
+            f" FROM made, item, generate_series(1, {LINES_PER_ORDER})"
+        )
+        psql("ANALYZE brigade.orders; ANALYZE brigade.order_lines")
+    lines = int(psql("SELECT count(*) FROM brigade.order_lines"))
+    size = psql("SELECT pg_size_pretty(pg_database_size('brigade'))")
+    return lines, size
+
+
+def drill_rpo() -> tuple[float, float]:
+    """A drill while orders arrive (5 a second): the age of the newest restored
+    order behind the newest live one, from the drill's own metric."""
+    orders = Orders().start()
+    try:
+        time.sleep(5)
+        took = timed_playbook("restore_drill.yml")
+    finally:
+        orders.stop()
+    return took, textfile_metric("db1", "brigade_restore_drill_rpo_seconds", "drill")
+
+
+def backup_rows() -> list[Row]:
+    lines, size = seed_order_lines(SEED_LINES)
+    label = f"{lines:,} order lines, {size}"
+    full = [timed_playbook("backup.yml", "-e", "backup_type=full") for _ in range(RUNS)]
+    diff = [timed_playbook("backup.yml", "-e", "backup_type=diff") for _ in range(RUNS)]
+    restores = [timed_playbook("restore.yml", "-e", "restore_confirm=db1") for _ in range(RUNS)]
+    drills, rpos = zip(*(drill_rpo() for _ in range(RUNS)), strict=True)
+    return [
+        (f"Full backup ({label})", full, "s", "make backup ARGS='-e backup_type=full'"),
+        ("Differential backup", diff, "s", "make backup ARGS='-e backup_type=diff'"),
+        ("Restore of the latest set, app tier drained", restores, "s", "make restore"),
+        ("Restore drill into a throwaway cluster", list(drills), "s", "make drill"),
+        ("  RPO: newest restored order behind the live one", list(rpos), "s", "make drill, 5 orders/s arriving"),
+    ]
+
+
 def fresh_rows() -> list[Row]:
     samples = []
     for _ in range(RUNS):
@@ -325,12 +388,14 @@ def fresh_rows() -> list[Row]:
 
 
 def main() -> int:
-    sections = os.environ.get("BENCH_SECTIONS", "throughput runbooks").split()
+    sections = os.environ.get("BENCH_SECTIONS", "throughput runbooks backup").split()
     rows: list[Row] = []
     if "throughput" in sections:
         rows += throughput_rows()
     if "runbooks" in sections:
         rows += runbook_rows()
+    if "backup" in sections:
+        rows += backup_rows()
     if os.environ.get("BENCH_FRESH") == "1":
         rows += fresh_rows()
     print(f"\nBrigade benchmarks: medians of {RUNS} runs, {os.cpu_count()} cores, everything on this machine\n")
