@@ -44,5 +44,7 @@ def test_logical_export_is_age_encrypted(scenario_vars):
 def test_the_drill_restores_into_a_throwaway_cluster():
     with DB.sudo():
         result = _json(DB, "/usr/local/sbin/brigade-backup drill")
-        assert result["counts"]
+        # prepare.yml's three orders, the newest at 03:04:05; the other drill tables do not exist here.
+        assert result["counts"] == {"orders": 3}
+        assert result["newest_restored_order"] == "2026-01-02T03:04:05+00:00"
         assert not DB.file("/var/lib/postgresql/brigade-drill").exists
