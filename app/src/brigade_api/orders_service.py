@@ -23,7 +23,6 @@ from brigade_api.models import (
     Order,
     OrderLine,
     OrderStatus,
-    User,
 )
 from brigade_api.schemas import CENT, OrderCreate, OrderOut
 
@@ -51,7 +50,7 @@ def load_order(db: Session, order_id: int, *, for_update: bool = False) -> Order
     return order
 
 
-def _build_order(db: Session, user: User, body: OrderCreate) -> Order:
+def _build_order(db: Session, user_id: int, body: OrderCreate) -> Order:
     if body.table_id is not None:
         table = db.get(DiningTable, body.table_id)
         if table is None:
@@ -90,7 +89,7 @@ def _build_order(db: Session, user: User, body: OrderCreate) -> Order:
         status=OrderStatus.pending.value,
         note=body.note,
         total=total,
-        created_by_id=user.id,
+        created_by_id=user_id,
         lines=lines,
     )
 
@@ -111,7 +110,7 @@ def _insert_with_unique_code(db: Session, order: Order) -> None:
 
 
 def create_order(
-    db: Session, user: User, body: OrderCreate, idempotency_key: str | None
+    db: Session, user_id: int, body: OrderCreate, idempotency_key: str | None
 ) -> tuple[int, dict[str, Any], bool]:
     """Create an order; returns (status code, response body, replayed?).
 
@@ -124,15 +123,15 @@ def create_order(
     if idempotency_key is not None:
         key_id = db.execute(
             pg_insert(IdempotencyKey)
-            .values(key=idempotency_key, user_id=user.id, request_hash=request_hash)
+            .values(key=idempotency_key, user_id=user_id, request_hash=request_hash)
             .on_conflict_do_nothing(index_elements=[IdempotencyKey.key])
             .returning(IdempotencyKey.id)
         ).scalar_one_or_none()
         if key_id is None:
             db.rollback()
-            return _replay(db, user, idempotency_key, request_hash)
+            return _replay(db, user_id, idempotency_key, request_hash)
 
-    order = _build_order(db, user, body)
+    order = _build_order(db, user_id, body)
     _insert_with_unique_code(db, order)
     response = OrderOut.model_validate(order).model_dump(mode="json")
     if key_id is not None:
@@ -147,14 +146,14 @@ def create_order(
 
 
 def _replay(
-    db: Session, user: User, key: str, request_hash: str
+    db: Session, user_id: int, key: str, request_hash: str
 ) -> tuple[int, dict[str, Any], bool]:
     stored = db.execute(
         select(IdempotencyKey).where(IdempotencyKey.key == key)
     ).scalar_one_or_none()
     if stored is None:  # the other request failed and rolled back: let the client retry
         raise conflict("a request with this Idempotency-Key was interrupted; retry", "retry")
-    if stored.user_id != user.id or stored.request_hash != request_hash:
+    if stored.user_id != user_id or stored.request_hash != request_hash:
         raise ApiError(
             422,
             "idempotency_key_reused",
