@@ -48,11 +48,13 @@ fi
 
 # -- lint ----------------------------------------------------------------------
 log "ruff check"
-"$VENV/bin/ruff" check src tests
+"$VENV/bin/ruff" check src tests scripts
 log "ruff format --check"
-"$VENV/bin/ruff" format --check src tests
+"$VENV/bin/ruff" format --check src tests scripts
 log "mypy"
 "$VENV/bin/mypy"
+# The scripts reuse tests/servers.py; same strict settings.
+MYPYPATH=tests "$VENV/bin/mypy" scripts
 
 # -- tests ---------------------------------------------------------------------
 log "pytest"

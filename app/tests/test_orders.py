@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import Counter
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
+from brigade_api import orders_service
 from brigade_api.models import TRANSITIONS, OrderStatus
 
 ALL = list(OrderStatus)
@@ -60,6 +63,85 @@ def test_create_order_computes_exact_totals(
 
     fetched = client.get(f"/api/v1/orders/{order['id']}", headers=staff_h).json()
     assert fetched == order
+
+
+def test_order_creation_round_trip_budget(
+    client: TestClient, staff_h: dict[str, str], manager_h: dict[str, str], make_menu: Any
+) -> None:
+    """Creating an order is the hot path: guard how much SQL it takes.
+
+    The budget: the role check; the key claim with the menu and table read; the
+    order with its lines; the stored response; one commit. No savepoint, no ping.
+    """
+    menu = make_menu([("Soup", "6.50"), ("Steak", "24.90"), ("Cake", "4.00")])
+    table = client.post("/api/v1/tables", json={"name": "T9"}, headers=manager_h).json()
+    body = {
+        "table_id": table["id"],
+        "lines": [{"menu_item_id": item["id"], "quantity": 2} for item in menu["items"]],
+    }
+    engine = client.app.state.ctx.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+    events: Counter[str] = Counter()
+
+    def on_execute(*args: Any) -> None:
+        statements.append(args[2])
+
+    listeners = {
+        "before_cursor_execute": on_execute,
+        **{
+            name: (lambda *_, name=name: events.update([name]))
+            for name in ("begin", "commit", "rollback", "savepoint")
+        },
+    }
+    for name, listener in listeners.items():
+        event.listen(engine, name, listener)
+    try:
+        response = client.post(
+            "/api/v1/orders", json=body, headers={**staff_h, "Idempotency-Key": "budget-1"}
+        )
+    finally:
+        for name, listener in listeners.items():
+            event.remove(engine, name, listener)
+    assert response.status_code == 201, response.text
+    assert len(response.json()["lines"]) == 3
+    assert len(statements) <= 4, statements
+    assert events == {"begin": 1, "commit": 1}, events
+    assert engine.pool._pre_ping is False
+
+
+def test_public_code_collision_is_retried(
+    client: TestClient, staff_h: dict[str, str], make_order: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    existing = make_order()
+    taken = existing["public_code"]
+    codes = iter([taken, taken, "NEWC0DE2"])
+    monkeypatch.setattr(orders_service, "new_public_code", lambda: next(codes))
+    response = client.post(
+        "/api/v1/orders",
+        json={"lines": [{"menu_item_id": existing["lines"][0]["menu_item_id"]}]},
+        headers={**staff_h, "Idempotency-Key": "collide-1"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["public_code"] == "NEWC0DE2"
+    assert len(response.json()["lines"]) == 1
+    fetched = client.get(f"/api/v1/orders/{response.json()['id']}", headers=staff_h).json()
+    assert fetched == response.json()
+
+
+def test_exhausted_public_codes_are_503_and_keep_the_key_free(
+    client: TestClient, staff_h: dict[str, str], make_order: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    existing = make_order()
+    body = {"lines": [{"menu_item_id": existing["lines"][0]["menu_item_id"]}]}
+    headers = {**staff_h, "Idempotency-Key": "collide-always"}
+    monkeypatch.setattr(orders_service, "new_public_code", lambda: existing["public_code"])
+    response = client.post("/api/v1/orders", json=body, headers=headers)
+    assert response.status_code == 503
+    assert response.json()["error"] == "code_space_exhausted"
+    monkeypatch.undo()
+    retried = client.post("/api/v1/orders", json=body, headers=headers)
+    assert retried.status_code == 201, retried.text
+    assert retried.headers["idempotent-replayed"] == "false"
 
 
 def test_order_keeps_price_at_time_of_order(
@@ -267,6 +349,25 @@ def test_idempotency_key_reused_for_different_body_is_422(
     )
     assert stolen.status_code == 422
     assert count_orders(client, staff_h) == 1
+
+
+def test_replay_is_not_validated_again(
+    client: TestClient, staff_h: dict[str, str], manager_h: dict[str, str], make_menu: Any
+) -> None:
+    """A retry gets the original response even if the order could not be taken now."""
+    menu = make_menu()
+    item = menu["items"][0]
+    body = {"lines": [{"menu_item_id": item["id"], "quantity": 2}]}
+    headers = {**staff_h, "Idempotency-Key": "retry-after-change"}
+    first = client.post("/api/v1/orders", json=body, headers=headers)
+    assert first.status_code == 201
+    client.patch(
+        f"/api/v1/menu/items/{item['id']}", json={"is_available": False}, headers=manager_h
+    )
+    again = client.post("/api/v1/orders", json=body, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
 
 
 def test_failed_request_does_not_burn_the_key(

@@ -5,26 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Row, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from brigade_api import metrics
 from brigade_api.errors import ApiError, conflict, field_error, not_found
-from brigade_api.models import (
-    TRANSITIONS,
-    DiningTable,
-    IdempotencyKey,
-    MenuItem,
-    Order,
-    OrderLine,
-    OrderStatus,
-    User,
-)
+from brigade_api.models import TRANSITIONS, Order, OrderStatus
 from brigade_api.schemas import CENT, OrderCreate, OrderOut
 
 # Crockford-style alphabet without 0/O, 1/I/L: easy to read out over the counter.
@@ -51,67 +42,178 @@ def load_order(db: Session, order_id: int, *, for_update: bool = False) -> Order
     return order
 
 
-def _build_order(db: Session, user: User, body: OrderCreate) -> Order:
+# -- order creation -----------------------------------------------------------------
+# Order creation is the hot path, so it is written in SQL through Core, in three
+# statements: claim the Idempotency-Key and read the menu prices and the table;
+# insert the order and its lines; store the response under the key. No savepoint:
+# a public code collision inserts nothing (ON CONFLICT DO NOTHING) and is retried.
+
+# Claims the key first (a concurrent request with the same key waits here until
+# this transaction ends; without a key nothing is inserted). Returns one row per
+# requested menu item that exists (or one row of NULLs), each with the claimed
+# key's id (NULL: already used, or no key) and the table's is_active (NULL: no
+# such table, or none asked for).
+_CLAIM_AND_PRICE = text(
+    """
+    WITH claim AS (
+        INSERT INTO idempotency_keys (key, user_id, request_hash)
+        SELECT key, :user_id, :request_hash
+        FROM (VALUES (CAST(:key AS varchar))) AS given (key)
+        WHERE key IS NOT NULL
+        ON CONFLICT (key) DO NOTHING
+        RETURNING id
+    )
+    SELECT (SELECT id FROM claim) AS key_id, t.is_active AS table_active,
+           m.id, m.name, m.price, m.is_available
+    FROM (VALUES (1)) AS one
+    LEFT JOIN dining_tables AS t ON t.id = :table_id
+    LEFT JOIN menu_items AS m ON m.id = ANY(CAST(:item_ids AS integer[]))
+    """
+)
+
+# The order and its lines in one statement; no rows if the public code is taken.
+# The rows come back in line id order, as GET /orders/{id} lists them; lines are
+# inserted in request order, so that is also the request's order.
+_INSERT_ORDER = text(
+    """
+    WITH new_order AS (
+        INSERT INTO orders (public_code, table_id, status, note, total, created_by_id)
+        VALUES (:public_code, :table_id, :status, :note, :total, :user_id)
+        ON CONFLICT (public_code) DO NOTHING
+        RETURNING id, created_at, updated_at
+    ), new_lines AS (
+        INSERT INTO order_lines
+            (order_id, menu_item_id, item_name, unit_price, quantity, note, line_total)
+        SELECT new_order.id, line.menu_item_id, line.item_name, line.unit_price,
+               line.quantity, line.note, line.line_total
+        FROM new_order, unnest(
+            CAST(:item_ids AS integer[]), CAST(:item_names AS text[]),
+            CAST(:unit_prices AS numeric[]), CAST(:quantities AS integer[]),
+            CAST(:notes AS text[]), CAST(:line_totals AS numeric[])
+        ) WITH ORDINALITY AS line
+            (menu_item_id, item_name, unit_price, quantity, note, line_total, position)
+        ORDER BY line.position
+        RETURNING id, menu_item_id, item_name, unit_price, quantity, note, line_total
+    )
+    SELECT o.id AS order_id, o.created_at, o.updated_at, l.id, l.menu_item_id,
+           l.item_name, l.unit_price, l.quantity, l.note, l.line_total
+    FROM new_order AS o CROSS JOIN new_lines AS l
+    ORDER BY l.id
+    """
+)
+
+_STORE_RESPONSE = text(
+    """
+    UPDATE idempotency_keys
+    SET order_id = :order_id, response_status = :status, response_body = CAST(:body AS jsonb)
+    WHERE id = :key_id
+    """
+)
+
+_STORED_RESPONSE = text(
+    """
+    SELECT user_id, request_hash, response_status, response_body
+    FROM idempotency_keys WHERE key = :key
+    """
+)
+
+
+@dataclass
+class _PricedLines:
+    """The order's lines priced from the menu, as columns for ``_INSERT_ORDER``."""
+
+    item_ids: list[int] = field(default_factory=list)
+    item_names: list[str] = field(default_factory=list)
+    unit_prices: list[Decimal] = field(default_factory=list)
+    quantities: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    line_totals: list[Decimal] = field(default_factory=list)
+    total: Decimal = Decimal("0.00")
+
+
+def _price_lines(rows: Sequence[Row[Any]], body: OrderCreate) -> _PricedLines:
+    """Validate the table and the menu items, and price every line."""
     if body.table_id is not None:
-        table = db.get(DiningTable, body.table_id)
-        if table is None:
+        table_active = rows[0].table_active
+        if table_active is None:
             raise field_error("table_id", "no such table")
-        if not table.is_active:
+        if not table_active:
             raise field_error("table_id", "the table is not active")
 
-    wanted = {line.menu_item_id for line in body.lines}
-    items = {
-        item.id: item
-        for item in db.execute(select(MenuItem).where(MenuItem.id.in_(wanted))).scalars()
-    }
-    lines: list[OrderLine] = []
-    total = Decimal("0.00")
+    items = {row.id: row for row in rows if row.id is not None}
+    priced = _PricedLines()
     for index, line in enumerate(body.lines):
         item = items.get(line.menu_item_id)
-        field = f"lines.{index}.menu_item_id"
+        field_name = f"lines.{index}.menu_item_id"
         if item is None:
-            raise field_error(field, "no such menu item")
+            raise field_error(field_name, "no such menu item")
         if not item.is_available:
-            raise field_error(field, f"{item.name!r} is not available", status_code=409)
+            raise field_error(field_name, f"{item.name!r} is not available", status_code=409)
         line_total = (item.price * line.quantity).quantize(CENT)
-        total += line_total
-        lines.append(
-            OrderLine(
-                menu_item_id=item.id,
-                item_name=item.name,
-                unit_price=item.price,
-                quantity=line.quantity,
-                note=line.note,
-                line_total=line_total,
-            )
-        )
-    return Order(
-        table_id=body.table_id,
-        status=OrderStatus.pending.value,
-        note=body.note,
-        total=total,
-        created_by_id=user.id,
-        lines=lines,
-    )
+        priced.total += line_total
+        priced.item_ids.append(item.id)
+        priced.item_names.append(item.name)
+        priced.unit_prices.append(item.price)
+        priced.quantities.append(line.quantity)
+        priced.notes.append(line.note)
+        priced.line_totals.append(line_total)
+    return priced
 
 
-def _insert_with_unique_code(db: Session, order: Order) -> None:
+def _insert_order(
+    conn: Connection, user_id: int, body: OrderCreate, priced: _PricedLines
+) -> dict[str, Any]:
+    """Insert the order under a fresh public code; returns its JSON representation."""
+    params: dict[str, Any] = {
+        "table_id": body.table_id,
+        "status": OrderStatus.pending.value,
+        "note": body.note,
+        "total": priced.total,
+        "user_id": user_id,
+        "item_ids": priced.item_ids,
+        "item_names": priced.item_names,
+        "unit_prices": priced.unit_prices,
+        "quantities": priced.quantities,
+        "notes": priced.notes,
+        "line_totals": priced.line_totals,
+    }
     for _ in range(5):
-        order.public_code = new_public_code()
-        try:
-            with db.begin_nested():
-                db.add(order)
-                db.flush()
-            return
-        except IntegrityError as exc:
-            constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-            if constraint != "uq_orders_public_code":
-                raise
+        code = new_public_code()
+        rows = conn.execute(_INSERT_ORDER, {**params, "public_code": code}).all()
+        if not rows:
+            continue  # the code is taken; nothing was inserted
+        first = rows[0]
+        # The stored values, in the shape GET /orders/{id} returns them.
+        return OrderOut.model_validate(
+            {
+                "id": first.order_id,
+                "public_code": code,
+                "table_id": body.table_id,
+                "status": OrderStatus.pending,
+                "note": body.note,
+                "total": priced.total,
+                "created_by_id": user_id,
+                "created_at": first.created_at,
+                "updated_at": first.updated_at,
+                "lines": [
+                    {
+                        "id": row.id,
+                        "menu_item_id": row.menu_item_id,
+                        "item_name": row.item_name,
+                        "unit_price": row.unit_price,
+                        "quantity": row.quantity,
+                        "note": row.note,
+                        "line_total": row.line_total,
+                    }
+                    for row in rows
+                ],
+            }
+        ).model_dump(mode="json")
     raise ApiError(503, "code_space_exhausted", "could not allocate an order code; retry")
 
 
 def create_order(
-    db: Session, user: User, body: OrderCreate, idempotency_key: str | None
+    db: Session, user_id: int, body: OrderCreate, idempotency_key: str | None
 ) -> tuple[int, dict[str, Any], bool]:
     """Create an order; returns (status code, response body, replayed?).
 
@@ -119,42 +221,48 @@ def create_order(
     as the order. A concurrent request with the same key blocks on the unique index
     until this transaction ends, then finds the stored response and replays it.
     """
+    conn = db.connection()
     request_hash = fingerprint(body)
-    key_id: int | None = None
-    if idempotency_key is not None:
-        key_id = db.execute(
-            pg_insert(IdempotencyKey)
-            .values(key=idempotency_key, user_id=user.id, request_hash=request_hash)
-            .on_conflict_do_nothing(index_elements=[IdempotencyKey.key])
-            .returning(IdempotencyKey.id)
-        ).scalar_one_or_none()
-        if key_id is None:
+    rows = conn.execute(
+        _CLAIM_AND_PRICE,
+        {
+            "key": idempotency_key,
+            "user_id": user_id,
+            "request_hash": request_hash,
+            "table_id": body.table_id,
+            "item_ids": [line.menu_item_id for line in body.lines],
+        },
+    ).all()
+    key_id: int | None = rows[0].key_id
+    if idempotency_key is not None and key_id is None:
+        try:
+            return _replay(conn, user_id, idempotency_key, request_hash)
+        finally:
             db.rollback()
-            return _replay(db, user, idempotency_key, request_hash)
 
-    order = _build_order(db, user, body)
-    _insert_with_unique_code(db, order)
-    response = OrderOut.model_validate(order).model_dump(mode="json")
+    response = _insert_order(conn, user_id, body, _price_lines(rows, body))
     if key_id is not None:
-        stored = db.get(IdempotencyKey, key_id)
-        assert stored is not None  # noqa: S101 - inserted above in this transaction
-        stored.order_id = order.id
-        stored.response_status = 201
-        stored.response_body = response
+        conn.execute(
+            _STORE_RESPONSE,
+            {
+                "order_id": response["id"],
+                "status": 201,
+                "body": json.dumps(response),
+                "key_id": key_id,
+            },
+        )
     db.commit()
     metrics.ORDERS_CREATED.inc()
     return 201, response, False
 
 
 def _replay(
-    db: Session, user: User, key: str, request_hash: str
+    conn: Connection, user_id: int, key: str, request_hash: str
 ) -> tuple[int, dict[str, Any], bool]:
-    stored = db.execute(
-        select(IdempotencyKey).where(IdempotencyKey.key == key)
-    ).scalar_one_or_none()
+    stored = conn.execute(_STORED_RESPONSE, {"key": key}).one_or_none()
     if stored is None:  # the other request failed and rolled back: let the client retry
         raise conflict("a request with this Idempotency-Key was interrupted; retry", "retry")
-    if stored.user_id != user.id or stored.request_hash != request_hash:
+    if stored.user_id != user_id or stored.request_hash != request_hash:
         raise ApiError(
             422,
             "idempotency_key_reused",
@@ -170,7 +278,7 @@ def _replay(
         )
     if stored.response_body is None or stored.response_status is None:
         raise conflict("a request with this Idempotency-Key is still in progress", "in_progress")
-    return stored.response_status, stored.response_body, True
+    return int(stored.response_status), dict(stored.response_body), True
 
 
 def change_status(db: Session, order_id: int, target: OrderStatus) -> Order:

@@ -52,7 +52,7 @@ def create_order(
     db: DB,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    status, payload, replayed = orders_service.create_order(db, user, body, idempotency_key)
+    status, payload, replayed = orders_service.create_order(db, user.id, body, idempotency_key)
     headers = {"Location": f"/api/v1/orders/{payload['id']}"}
     if idempotency_key is not None:
         headers["Idempotent-Replayed"] = "true" if replayed else "false"
