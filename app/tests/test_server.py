@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 
 
 class Gunicorn:
-    def __init__(self, env: dict[str, str], tmp: Path) -> None:
+    def __init__(self, env: dict[str, str], tmp: Path, extra: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.metrics_dir = tmp / "metrics"
@@ -36,6 +36,7 @@ class Gunicorn:
             "APP_SHUTDOWN_DELAY": "2",
             "APP_GRACEFUL_TIMEOUT": "10",
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+            **(extra or {}),
         }
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
@@ -133,3 +134,26 @@ def test_gunicorn_workers_metrics_logs_and_graceful_sigterm(server: Gunicorn) ->
     assert srv0[0]["route"] == "/api/v1/menu"
     assert any("draining" in entry.get("msg", "") for entry in lines)
     assert "Traceback" not in server.stderr.read_text()
+
+
+def test_sigterm_after_the_drain_file_skips_the_shutdown_delay(
+    env: dict[str, str], tmp_path: Path, client: Any
+) -> None:
+    """A host already taken out of the load balancer (a rolling update touches
+    the drain file first) has nobody to give time to notice: SIGTERM stops it
+    without waiting APP_SHUTDOWN_DELAY (20 s here)."""
+    drain = tmp_path / "drain"
+    server = Gunicorn(
+        env,
+        tmp_path,
+        {"APP_DRAIN_FILE": str(drain), "APP_SHUTDOWN_DELAY": "20", "APP_GRACEFUL_TIMEOUT": "30"},
+    )
+    try:
+        drain.touch()
+        assert httpx.get(f"{server.base}/readyz", timeout=5).status_code == 503
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=10) == 0
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in server.stdout.read_text().splitlines() if line.strip()]
+    assert any(entry.get("msg") == "SIGTERM received: draining" for entry in lines)

@@ -54,9 +54,12 @@ def _install_drain_on_sigterm(ctx: AppContext) -> None:
         if ctx.draining.is_set():
             server_handler(signum, frame)
             return
+        # A drain file means the host was taken out of the load balancer before
+        # this signal (a rolling update does that first): no one to wait for.
+        already_out = ctx.is_draining()
         ctx.start_draining()
-        log.info("SIGTERM received: draining", extra={"shutdown_delay": delay})
-        if delay <= 0:
+        log.info("SIGTERM received: draining", extra={"shutdown_delay": 0 if already_out else delay})
+        if delay <= 0 or already_out:
             server_handler(signum, frame)
         else:
             timer = threading.Timer(delay, server_handler, args=(signum, None))
