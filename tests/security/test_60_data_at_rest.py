@@ -74,6 +74,14 @@ EXPECTED = {
             {"vault_grafana_admin_password", "vault_grafana_secret_key"},
             "Grafana, running as grafana, reads its configuration: group read (only if Grafana is installed)",
         ),
+        # The local environment's pgBackRest repository host is the monitoring host.
+        "/etc/pgbackrest.conf": (
+            "root",
+            "pgbackrest",
+            0o640,
+            {"vault_backup_pgbackrest_cipher_pass"},
+            "the repository's cipher passphrase: pgBackRest, running as pgbackrest, reads it: group read",
+        ),
     },
 }
 # Files holding secrets that are not vault values: the TLS private keys.
