@@ -58,7 +58,8 @@ def _install_drain_on_sigterm(ctx: AppContext) -> None:
         # this signal (a rolling update does that first): no one to wait for.
         already_out = ctx.is_draining()
         ctx.start_draining()
-        log.info("SIGTERM received: draining", extra={"shutdown_delay": 0 if already_out else delay})
+        waits = 0 if already_out else delay
+        log.info("SIGTERM received: draining", extra={"shutdown_delay": waits})
         if delay <= 0 or already_out:
             server_handler(signum, frame)
         else:
