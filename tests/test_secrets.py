@@ -10,6 +10,8 @@ import pytest
 import yaml
 from conftest import ROOT, VENV_BIN
 
+from tests.stacklib import vault
+
 SCHEMA = yaml.safe_load((ROOT / "playbooks/group_vars/all/secrets.yml").read_text())["brigade_required_secrets"] or []
 
 
@@ -65,20 +67,8 @@ def test_local_age_identity_has_its_public_key_in_the_inventory():
     """local_secrets.py generates the age key pair: the private key in the vault,
     the public key (what `age-keygen -y` prints) as plain inventory."""
     subprocess.run([str(VENV_BIN / "python"), "scripts/local_secrets.py"], cwd=ROOT, check=True)
-    plain = subprocess.run(
-        [
-            str(VENV_BIN / "ansible-vault"),
-            "view",
-            "--vault-id",
-            "local@.local/vault-password-local",
-            "inventories/local/group_vars/all/vault.yml",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    identity = yaml.safe_load(plain)["vault_backup_age_identity"]
+    vault.cache_clear()  # read the vault as the script left it
+    identity = vault()["vault_backup_age_identity"]
     assert identity.startswith("AGE-SECRET-KEY-1")
     assert len(identity) == 74
     recipient = yaml.safe_load((ROOT / "inventories/local/group_vars/all/backup_age_recipient.yml").read_text())
