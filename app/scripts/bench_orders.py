@@ -60,6 +60,7 @@ from servers import (  # noqa: E402 - needs the sys.path entry above
     PostgresServer,
     RedisServer,
     free_port,
+    wait_http_ready,
 )
 
 BIN = Path(sys.executable).parent
@@ -289,17 +290,11 @@ def running_stack(src: Path | None, workers: int) -> Iterator[Stack]:
 
 
 def _wait_ready(stack: Stack) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if stack.app.poll() is not None:
-            raise RuntimeError((stack.log_dir / "stderr.log").read_text()[-3000:])
-        try:
-            if httpx.get(f"{stack.base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the app never became ready")
+    try:
+        wait_http_ready(f"{stack.base}/readyz", stack.app, 60)
+    except RuntimeError as exc:
+        stderr = (stack.log_dir / "stderr.log").read_text()[-3000:]
+        raise RuntimeError(f"the app {exc}: {stderr}") from None
 
 
 # -- workload ---------------------------------------------------------------------------

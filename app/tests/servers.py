@@ -19,12 +19,29 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
 import redis
 
 MIGRATOR = ("brigade_migrator", "migrator-secret-pw")
 RUNTIME = ("brigade_app", "runtime-secret-pw")
 SCHEMA = "brigade"
+
+
+def wait_http_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll `url` until it answers 200. RuntimeError if `process` exits first or
+    time runs out; the caller adds what its logs say."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with status {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"not ready within {timeout:.0f} s")
 
 
 def free_port() -> int:

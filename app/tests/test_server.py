@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from servers import free_port
+from servers import free_port, wait_http_ready
 
 BIN = Path(sys.executable).parent
 
@@ -45,17 +45,11 @@ class Gunicorn:
         self.wait_healthy()
 
     def wait_healthy(self) -> None:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"gunicorn exited: {self.stderr.read_text()}")
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"gunicorn never became ready: {self.stdout.read_text()[-3000:]}")
+        try:
+            wait_http_ready(f"{self.base}/readyz", self.process, 40)
+        except RuntimeError as exc:
+            logs = self.stderr.read_text()[-3000:] + self.stdout.read_text()[-3000:]
+            raise AssertionError(f"gunicorn {exc}: {logs}") from None
 
     def stop(self) -> None:
         if self.process.poll() is None:
