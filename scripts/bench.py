@@ -7,7 +7,7 @@ floors from the open-loop generator in tests/load at a fixed rate, so that a
 slow server cannot hide its queueing by slowing the client down.
 
     make bench                      # everything but the fresh converge
-    BENCH_FRESH=1 make bench        # also time fresh converges of the six hosts (minutes each)
+    BENCH_FRESH=1 make bench        # also fresh converges with 1, 2 and 4 app hosts (minutes each)
     BENCH_RUNS=5 make bench
     BENCH_SECTIONS=throughput make bench   # only the throughput part (or: runbooks, backup)
     BENCH_SECTIONS=backup make bench       # backup, restore and drill of >= 1,000,000 order lines
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,7 +44,7 @@ from tests.stacklib import admin_token, http, psql, vault  # noqa: E402
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 BASE = "https://localhost:8443"
 # ansible-playbook's arguments; playbooks run through ansible-runner (scripts/brigade_runner.py).
-PLAYBOOK = ["-i", "inventories/local", "--vault-id", "local@.local/vault-password-local"]
+PLAYBOOK = ["--vault-id", "local@.local/vault-password-local"]
 REPORTS = ROOT / "reports"
 WRK = ["wrk", "--threads", "2", "--connections", "64", "--duration", "10s", "--latency"]
 # Order creation saturates at far fewer connections than reads; more only queue
@@ -62,16 +65,18 @@ def run(cmd: list[str], **kwargs: object) -> str:
     return str(res.stdout)
 
 
-def playbook_run(playbook: str, *args: str) -> PlaybookRun:
-    res = run_playbook([*PLAYBOOK, f"playbooks/{playbook}", *args])
+def playbook_run(playbook: str, *args: str, inventory: Path = ROOT / "inventories" / "local") -> PlaybookRun:
+    res = run_playbook(["-i", str(inventory), *PLAYBOOK, f"playbooks/{playbook}", *args])
     if res.returncode != 0:
         sys.exit(f"brigade: benchmark command failed: ansible-playbook {' '.join(res.args[1:])}\n{res.stdout[-5000:]}")
     return res
 
 
-def timed_playbook(playbook: str, *args: str, require_noop: bool = False) -> float:
+def timed_playbook(
+    playbook: str, *args: str, require_noop: bool = False, inventory: Path = ROOT / "inventories" / "local"
+) -> float:
     start = time.monotonic()
-    res = playbook_run(playbook, *args)
+    res = playbook_run(playbook, *args, inventory=inventory)
     took = time.monotonic() - start
     if require_noop and any(host["changed"] for host in res.recap.values()):
         sys.exit(f"brigade: {playbook} changed something; run `make up` until it settles")
@@ -381,13 +386,54 @@ def backup_rows() -> list[Row]:
     ]
 
 
+# How a fresh converge grows with the app tier: the local environment with 1, 2
+# and 4 app hosts, from copies of inventories/local that differ only in the app
+# group (addresses .21, .22, ...) and in PostgreSQL's max_connections, sized for
+# four hosts' pools in every copy so that the three differ in nothing else.
+SCALE_APP_HOSTS = (1, 2, 4)
+
+
+def scaled_inventory(app_hosts: int) -> Path:
+    dest = ROOT / ".cache" / "bench-inventories" / f"app{app_hosts}" / "local"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(ROOT / "inventories" / "local", dest)
+    hosts = yaml.safe_load((dest / "hosts.yml").read_text())
+    hosts["all"]["children"]["app"]["hosts"] = {
+        f"app{i}": {"brigade_private_ip": f"172.30.60.{20 + i}"} for i in range(1, app_hosts + 1)
+    }
+    (dest / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    db_vars = dest / "group_vars" / "db" / "main.yml"
+    sized = re.sub(r"(?m)^postgresql_max_connections: .*$", "postgresql_max_connections: 200", db_vars.read_text())
+    db_vars.write_text(sized)
+    return dest
+
+
 def fresh_rows() -> list[Row]:
-    samples = []
-    for _ in range(RUNS):
-        run(["make", "down"])
-        playbook_run("local_env.yml")
-        samples.append(timed_playbook("site.yml"))
-    return [("Fresh converge of the six local hosts", samples, "s", "make down; make up (site.yml part)")]
+    """Fresh converges of site.yml (the hosts recreated before each), for each
+    size of the app tier. The local environment is left as `make up` makes it."""
+    rows: list[Row] = []
+    largest = scaled_inventory(max(SCALE_APP_HOSTS))
+    for app_hosts in SCALE_APP_HOSTS:
+        inventory = scaled_inventory(app_hosts)
+        samples = []
+        for _ in range(RUNS):
+            # Remove every host any size uses (app3 and app4 too), then make this size's.
+            playbook_run("local_env.yml", "-e", "local_env_state=absent", inventory=largest)
+            playbook_run("local_env.yml", inventory=inventory)
+            # --flush-cache: facts gathered afresh, as on a new control node.
+            samples.append(timed_playbook("site.yml", "--flush-cache", inventory=inventory))
+        rows.append(
+            (
+                f"Fresh converge, {app_hosts + 4} hosts ({app_hosts} app)",
+                samples,
+                "s",
+                "make down; make up (site.yml part)" if app_hosts == 2 else f"the same with {app_hosts} app hosts",
+            )
+        )
+    playbook_run("local_env.yml", "-e", "local_env_state=absent", inventory=largest)
+    playbook_run("local_env.yml")
+    playbook_run("site.yml")
+    return rows
 
 
 def main() -> int:
@@ -409,7 +455,7 @@ def main() -> int:
             f"| {name:<44} | {median(samples):10.1f} | {min(samples):10.1f} | {max(samples):10.1f} | {unit:<5} | {cmd}"
         )
     if os.environ.get("BENCH_FRESH") != "1":
-        print("\nFresh converges: BENCH_FRESH=1 make bench (recreates the hosts each run).")
+        print("\nFresh converges with 1, 2 and 4 app hosts: BENCH_FRESH=1 make bench (recreates the hosts each run).")
     if "runbooks" in sections:
         print(f"\nTimeline of the first deploy and rollback: {REPORTS / 'rolling.png'}")
     return 0

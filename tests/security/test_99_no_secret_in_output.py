@@ -21,7 +21,11 @@ LOGS = [Path(p) for p in os.environ.get("BRIGADE_OUTPUT_LOGS", "").split(":") if
 
 
 def test_no_vault_value_in_playbook_output():
-    logs = [log for log in LOGS if log.exists()] + sorted(LOG_DIR.glob("*.log"))
+    # A log the scenario names must be there: a missing one means its runs
+    # went unlogged, and this check would search less than it claims.
+    missing = [str(log) for log in LOGS if not log.exists()]
+    assert missing == [], f"{missing}: no -vvv log of converge and idempotence (is molecule.yml's env applied?)"
+    logs = LOGS + sorted(LOG_DIR.glob("*.log"))
     assert logs, "no playbook output to search: run through scripts/stack_test.sh"
     values = vault()
     assert values, "the local vault holds no secrets: nothing would be checked"
