@@ -14,9 +14,12 @@ cd "$BRIGADE_ROOT"
 export PATH="$BRIGADE_ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$BRIGADE_ROOT/ansible.cfg"
 export PY_COLORS=0 ANSIBLE_NOCOLOR=1
 
-# Role scenarios run one after another: common first (every host has it), then
-# the rest in the order site.yml applies them.
-role_order=(common postgresql redis app nginx prometheus alertmanager grafana)
+# Role scenarios: each has its own containers, network and Molecule state
+# (scripts/molecule.sh), so they run side by side, MOLECULE_JOBS at a time
+# (default 3), longest first so that the lanes end together. The full-stack
+# scenario (stage "stack") runs alone afterwards: its load tests measure latency
+# and must not share the two cores with anything else.
+role_order=(nginx app prometheus postgresql backup redis alertmanager common grafana)
 roles=()
 for role in "${role_order[@]}"; do
   [ -d "roles/$role/molecule/default" ] && roles+=("$role")
@@ -67,11 +70,69 @@ run_stage() {
 
 declare -A took result
 failed=0
-for stage in "${stages[@]}"; do
+log_dir="$BRIGADE_ROOT/.cache/test-logs"
+jobs=${MOLECULE_JOBS:-3}
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "MOLECULE_JOBS must be a positive integer, not '$jobs'."
+
+record() { # STAGE STATUS SECONDS
+  took[$1]=$3
+  if [ "$2" -eq 0 ]; then result[$1]=passed; else result[$1]=FAILED; failed=$((failed + 1)); fi
+}
+
+# run_pool STAGE...: run the stages MOLECULE_JOBS at a time, each into its own
+# log; a stage's log is printed whole when it ends, so the output stays
+# readable and complete.
+run_pool() {
+  local queue=("$@") stage pid rc
+  local -A running=() started=()
+  mkdir -p "$log_dir"
+  while [ "${#queue[@]}" -gt 0 ] || [ "${#running[@]}" -gt 0 ]; do
+    while [ "${#queue[@]}" -gt 0 ] && [ "${#running[@]}" -lt "$jobs" ]; do
+      stage=${queue[0]}
+      queue=("${queue[@]:1}")
+      say "stage $stage started (log: .cache/test-logs/${stage//:/-}.log)"
+      started[$stage]=$(date +%s)
+      run_stage "$stage" >"$log_dir/${stage//:/-}.log" 2>&1 </dev/null &
+      running[$!]=$stage
+    done
+    pid=
+    wait -n -p pid "${!running[@]}"
+    rc=$?
+    [ -n "$pid" ] || continue
+    stage=${running[$pid]}
+    unset "running[$pid]"
+    record "$stage" "$rc" $(($(date +%s) - started[$stage]))
+    say "stage $stage ${result[$stage]} after ${took[$stage]}s; its output:"
+    cat "$log_dir/${stage//:/-}.log"
+    say "end of stage $stage (${result[$stage]})"
+  done
+}
+
+run_started=$(date +%s)
+pool=()
+for stage in "${stages[@]}" ""; do
+  # Consecutive role scenarios go to the pool together.
+  if [[ "$stage" == molecule:* ]]; then
+    pool+=("$stage")
+    continue
+  fi
+  if [ "${#pool[@]}" -gt 0 ]; then
+    run_pool "${pool[@]}"
+    pool=()
+  fi
+  [ -n "$stage" ] || break
   say "stage $stage"
   t0=$(date +%s)
-  if run_stage "$stage"; then result[$stage]=passed; else result[$stage]=FAILED; failed=$((failed + 1)); fi
-  took[$stage]=$(($(date +%s) - t0))
+  run_stage "$stage"
+  record "$stage" $? $(($(date +%s) - t0))
+done
+wall=$(($(date +%s) - run_started))
+# A stage that left no result (the runner itself broke) counts as failed.
+for stage in "${stages[@]}"; do
+  if [ -z "${result[$stage]:-}" ]; then
+    record "$stage" 1 0
+    result[$stage]="NOT RUN"
+  fi
 done
 
 echo
@@ -83,7 +144,8 @@ for stage in "${stages[@]}"; do
   total=$((total + took[$stage]))
   [ "${result[$stage]}" = passed ] && passed=$((passed + 1))
 done
-printf '  %-24s %-7s %5ss\n' total "" "$total"
+printf '  %-24s %-7s %5ss\n' "sum of stages" "" "$total"
+printf '  %-24s %-7s %5ss  (role scenarios %s at a time)\n' "wall clock" "" "$wall" "$jobs"
 echo
 echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

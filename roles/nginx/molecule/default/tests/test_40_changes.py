@@ -16,9 +16,21 @@ def healthy_backends(host):
     time.sleep(FAIL_TIMEOUT + 1)
 
 
+def slow_requests_received(host):
+    """How many /api/v1/slow requests the two stand-in backends have received."""
+    total = 0
+    for address in ("127.0.0.2", "127.0.0.3"):
+        hits = json.loads(host.check_output(f"curl -sS http://{address}:5000/__hits"))
+        total += hits.get("GET /api/v1/slow", 0)
+    return total
+
+
 def start_slow_requests(host, ip, count):
-    """Requests the backends hold until /run/brigade-release exists."""
+    """Requests the backends hold until /run/brigade-release exists. Returns
+    once the backends hold them, so that they are in flight in nginx (on a
+    busy machine curl can take more than a second to get there)."""
     host.run("rm -f /run/brigade-release")
+    before = slow_requests_received(host)
     for n in range(count):
         host.run(
             f"rm -f /tmp/slow{n}.*; (curl -sS -o /tmp/slow{n}.body -w '%{{http_code}}' "
@@ -26,6 +38,10 @@ def start_slow_requests(host, ip, count):
             f"https://brigade.test/api/v1/slow > /tmp/slow{n}.code 2>&1; "
             f"touch /tmp/slow{n}.done) >/dev/null 2>&1 &"
         )
+    deadline = time.monotonic() + 30
+    while slow_requests_received(host) < before + count:
+        assert time.monotonic() < deadline, "the slow requests did not reach the backends within 30 s"
+        time.sleep(0.2)
 
 
 def wait_done(host, count, timeout):
@@ -52,7 +68,6 @@ def test_rolling_hook_marks_one_backend_down(host, ip, request_, config_checksum
         "cd /etc/nginx && find . -type f ! -path ./conf.d/brigade-upstream.conf | sort | xargs sha256sum"
     )
     start_slow_requests(host, ip, 2)  # one on each backend, in flight during the reload
-    time.sleep(1)
 
     # The hook waits for the requests in flight on the old workers; these are
     # held, so it gives up after its drain timeout and says so.
