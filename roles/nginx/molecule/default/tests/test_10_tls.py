@@ -90,10 +90,11 @@ def probe_failures(findings):
 
 @pytest.fixture(scope="module")
 def testssl(host, ip):
-    # A probe that timed out on a busy machine (seen: sessionresumption_ticket)
-    # is a failed measurement, not a finding: the scan runs once more, and the
-    # second scan must complete (test_testssl_no_medium_or_worse asserts it).
-    for attempt in (1, 2):
+    # A probe that timed out on a busy machine (seen: sessionresumption_ticket,
+    # "connect problem", with other scenarios running alongside) is a failed
+    # measurement, not a finding: the scan runs again, up to three times, and
+    # the last one must complete (test_testssl_no_medium_or_worse asserts it).
+    for attempt in (1, 2, 3):
         host.run("rm -f /tmp/testssl.json")
         res = host.run(
             f"testssl --quiet --color 0 --warnings off --openssl-timeout 10 --add-ca {CA} "
