@@ -82,6 +82,8 @@ record() { # STAGE STATUS SECONDS
   if [ "$2" -eq 0 ]; then result[$1]=passed; else result[$1]=FAILED; failed=$((failed + 1)); fi
 }
 
+stage_log() { echo "$log_dir/${1//:/-}.log"; }
+
 # run_pool STAGE...: run the stages MOLECULE_JOBS at a time, each into its own
 # log; a stage's log is printed whole when it ends, so the output stays
 # readable and complete.
@@ -95,7 +97,7 @@ run_pool() {
       queue=("${queue[@]:1}")
       say "stage $stage started (log: .cache/test-logs/${stage//:/-}.log)"
       started[$stage]=$(date +%s)
-      run_stage "$stage" >"$log_dir/${stage//:/-}.log" 2>&1 </dev/null &
+      run_stage "$stage" >"$(stage_log "$stage")" 2>&1 </dev/null &
       running[$!]=$stage
     done
     pid=
@@ -106,7 +108,7 @@ run_pool() {
     unset "running[$pid]"
     record "$stage" "$rc" $(($(date +%s) - started[$stage]))
     say "stage $stage ${result[$stage]} after ${took[$stage]}s; its output:"
-    cat "$log_dir/${stage//:/-}.log"
+    cat "$(stage_log "$stage")"
     say "end of stage $stage (${result[$stage]})"
   done
 }

@@ -4,7 +4,7 @@ Mitogen keeps one Python interpreter per host (and per become user) for the
 whole run and sends it the module code once, instead of starting Python and
 unpacking an AnsiballZ archive for every task. Measured on the local stack, a
 no-op converge spends about five times less CPU on the hosts (see README,
-"Speed").
+"Control node").
 
 The mitogen package is pinned in requirements-control.txt. Where it is not
 installed (an AWX execution environment without it, for example) this falls
