@@ -35,6 +35,8 @@ class Gunicorn:
             "APP_WORKERS": "2",
             "APP_SHUTDOWN_DELAY": "2",
             "APP_GRACEFUL_TIMEOUT": "10",
+            "APP_DB_POOL_SIZE": "3",
+            "APP_DB_MAX_OVERFLOW": "1",
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
             **(extra or {}),
         }
@@ -85,12 +87,19 @@ def test_gunicorn_workers_metrics_logs_and_graceful_sigterm(server: Gunicorn) ->
         assert response.headers["x-request-id"] == f"srv-{index}"
 
     # Metrics merge every worker's samples, whichever worker answers the scrape.
-    pids = {p.name.split("_")[-1] for p in server.metrics_dir.glob("counter_*.db")}
+    # (The preloading arbiter has files of its own, from importing the app.)
+    arbiter = f"{server.process.pid}.db"
+    pids = {p.name.split("_")[-1] for p in server.metrics_dir.glob("counter_*.db")} - {arbiter}
     assert len(pids) == 2, pids
     for _ in range(4):
         text = httpx.get(f"{server.base}/metrics", timeout=5).text
         assert metric_total(text, "brigade_http_requests_total", "/api/v1/menu") == 30
     assert "brigade_db_pool_connections_in_use" in text
+    # Each worker counts its own pool (3 + 1) once; the arbiter, which never connects, not at all.
+    capacity = [
+        line for line in text.splitlines() if line.startswith("brigade_db_pool_connections_max ")
+    ]
+    assert capacity == ["brigade_db_pool_connections_max 8.0"], capacity
     assert 'brigade_orders{status="pending"}' in text
 
     token = httpx.post(

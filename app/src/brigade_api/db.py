@@ -61,8 +61,6 @@ def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
             ),
         },
     )
-    # One application (and so one engine) per worker process: set, not add.
-    metrics.DB_POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:

@@ -63,7 +63,12 @@ timeout = _int_env("APP_TIMEOUT", 60, 5, 3600)
 # that race is not retried (a 502).
 keepalive = _int_env("APP_KEEPALIVE", 75, 1, 3600)
 forwarded_allow_ips = os.environ.get("APP_FORWARDED_ALLOW_IPS", "127.0.0.1")
-preload_app = False  # every worker opens its own database and Redis connections
+# The arbiter imports the application once and forks the workers from it: a
+# restart is ready in about a second instead of every worker importing and
+# building it side by side (measured on a 2-CPU host: 0.95 s against 1.5 s),
+# and the workers share those pages. Nothing connects before the fork; each
+# worker opens its own database and Redis connections (see the app's lifespan).
+preload_app = True
 accesslog = None  # the application logs one JSON line per request itself
 errorlog = "-"
 loglevel = _settings.log_level.lower()
@@ -77,14 +82,21 @@ if _settings.shutdown_delay >= graceful_timeout:
     _fail("configuration error: APP_SHUTDOWN_DELAY must be shorter than APP_GRACEFUL_TIMEOUT")
 
 
+# The preloaded application's metrics write their files while it is imported,
+# which happens after this module is read and before on_starting runs.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
 def on_starting(server: Any) -> None:
+    """Remove the files of processes from before this start (not the arbiter's own)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
         return
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
+    own = f"_{os.getpid()}.db"
+    for stale in Path(path).glob("*.db"):
+        if not stale.name.endswith(own):
+            stale.unlink()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -77,6 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Runs in each worker (gunicorn preloads the application and forks):
+        # no pooled connection crosses the fork, and the per-process gauges are
+        # this worker's.
+        ctx.engine.dispose(close=False)
+        metrics.DB_POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
+        metrics.APP_INFO.labels(__version__, settings.release_id).set(1)
         _install_drain_on_sigterm(ctx)
         if settings.admin_username and settings.admin_password:
             try:
@@ -118,5 +124,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("front end not found; not serving it", extra={"path": str(source)})
 
     app.add_middleware(ObservabilityMiddleware)
-    metrics.APP_INFO.labels(__version__, settings.release_id).set(1)
     return app
