@@ -2,7 +2,7 @@
 
 Environment:
   APP_BIND                 listen address (default 0.0.0.0:5000)
-  APP_WORKERS              worker processes (default: 2 x CPUs + 1, at most 8;
+  APP_WORKERS              worker processes (default: one per CPU, at most 8;
                            WEB_CONCURRENCY is honoured too)
   APP_GRACEFUL_TIMEOUT     seconds a worker gets to finish after SIGTERM (default 30)
   APP_TIMEOUT              seconds before a silent worker is killed (default 60)
@@ -47,7 +47,10 @@ except ConfigError as exc:
     _fail(str(exc))
 
 _cpus = os.cpu_count() or 1
-_default_workers = min(2 * _cpus + 1, 8)
+# One uvicorn worker (an event loop and its thread pool) per CPU: the classic
+# 2 x CPUs + 1 is for synchronous workers; here it made the processes and the
+# database queue for the same cores.
+_default_workers = min(_cpus, 8)
 _workers_env = "APP_WORKERS" if os.environ.get("APP_WORKERS") else "WEB_CONCURRENCY"
 
 wsgi_app = "brigade_api.asgi:app"
