@@ -104,7 +104,7 @@ def test_gunicorn_config_defaults() -> None:
     )
     bind, workers, worker_class, graceful, wsgi_app = __import__("json").loads(result.stdout)
     assert bind == ["0.0.0.0:5000"]
-    assert workers == min(2 * (os.cpu_count() or 1) + 1, 8)
+    assert workers == min(os.cpu_count() or 1, 8)
     assert worker_class == "uvicorn_worker.UvicornWorker"
     assert graceful == 30
     assert wsgi_app == "brigade_api.asgi:app"
