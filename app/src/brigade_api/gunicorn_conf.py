@@ -68,7 +68,7 @@ keepalive = _int_env("APP_KEEPALIVE", 75, 1, 3600)
 forwarded_allow_ips = os.environ.get("APP_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # The arbiter imports the application once and forks the workers from it: a
 # restart is ready in about a second instead of every worker importing and
-# building it side by side (measured on a 2-CPU host: 0.95 s against 1.5 s),
+# building it side by side (measured on a 2-CPU host: 0.8 s against 1.5 s),
 # and the workers share those pages. Nothing connects before the fork; each
 # worker opens its own database and Redis connections (see the app's lifespan).
 preload_app = True
