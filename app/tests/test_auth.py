@@ -146,9 +146,19 @@ def test_admin_manages_users(client: TestClient, admin_h: dict[str, str]) -> Non
         "/api/v1/menu/categories", json={"name": "Specials"}, headers=Tokens.header(token)
     )
     assert cat.status_code == 201
+    # ... and demotion too, before the endpoint does anything.
+    client.patch(f"/api/v1/users/{user['id']}", json={"role": "staff"}, headers=admin_h)
+    refused = client.post(
+        "/api/v1/menu/categories", json={"name": "Not allowed"}, headers=Tokens.header(token)
+    )
+    assert refused.status_code == 403
+    names = [c["name"] for c in client.get("/api/v1/menu/categories").json()]
+    assert "Specials" in names
+    assert "Not allowed" not in names
 
     client.patch(f"/api/v1/users/{user['id']}", json={"is_active": False}, headers=admin_h)
     assert client.get("/api/v1/users/me", headers=Tokens.header(token)).status_code == 401
+    assert client.get("/api/v1/tables", headers=Tokens.header(token)).status_code == 401
     login_again = client.post(
         "/api/v1/auth/token", json={"username": "waiter.two", "password": "waiter-password-2"}
     )

@@ -9,13 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from conftest import Tokens
 from servers import free_port, wait_http_ready
 
 BIN = Path(sys.executable).parent
@@ -160,3 +163,41 @@ def test_sigterm_after_the_drain_file_skips_the_shutdown_delay(
         server.stop()
     lines = [json.loads(line) for line in server.stdout.read_text().splitlines() if line.strip()]
     assert any(entry.get("msg") == "SIGTERM received: draining" for entry in lines)
+
+
+def test_a_burst_larger_than_the_pool_is_served_not_deadlocked(
+    env: dict[str, str], tmp_path: Path, tokens: Tokens
+) -> None:
+    """One worker with a single pooled connection and 40 threads, and 120
+    authenticated requests at once. A request must never hold the connection
+    while it waits for a thread: if the role check took it in one thread hop
+    and the endpoint used it in the next, the threads would all be waiting for
+    the connection and its holder for a thread, until the pool timeout (2 s
+    here) answered 503 "database pool exhausted"."""
+    server = Gunicorn(
+        env,
+        tmp_path,
+        {
+            "APP_WORKERS": "1",
+            "APP_DB_POOL_SIZE": "1",
+            "APP_DB_MAX_OVERFLOW": "0",
+            "APP_DB_POOL_TIMEOUT": "2",
+        },
+    )
+    paths = ["/api/v1/tables", "/api/v1/users/me", "/api/v1/orders?limit=1"]
+    try:
+        with (
+            httpx.Client(
+                base_url=server.base,
+                headers=Tokens.header(tokens.staff),
+                timeout=30,
+                limits=httpx.Limits(max_connections=120),
+            ) as http,
+            ThreadPoolExecutor(max_workers=120) as burst,
+        ):
+            statuses = Counter(
+                burst.map(lambda i: http.get(paths[i % len(paths)]).status_code, range(120))
+            )
+    finally:
+        server.stop()
+    assert statuses == Counter({200: 120}), statuses

@@ -1,24 +1,37 @@
 """FastAPI dependencies: application context, DB session, authentication, roles.
 
-FastAPI runs every plain ``def`` dependency in the threadpool, and each such
-hop costs far more CPU than what these small functions do. So only what talks
-to the database is synchronous: ``get_ctx`` and ``get_db`` are ``async`` (they
-do no I/O, except a rollback on an error path, which goes to the threadpool),
-and a role check reads the user in the same hop as it checks the token.
+One rule keeps the service alive under overload: **a request holds a pooled
+database connection only while it runs in a thread.** FastAPI runs every plain
+``def`` dependency and endpoint in the shared thread pool, one hop each. If a
+dependency checked a connection out in its hop and the endpoint used it in the
+next, a burst larger than the pool would fill every thread with requests
+waiting for a connection, while the requests holding the connections wait for a
+thread: nothing moves until the pool timeout turns them into 503s, and the
+backlog keeps it that way long after the burst (seen at 400 orders/s).
+
+So the dependencies here do no I/O (they are ``async`` and run on the event
+loop): ``get_db`` makes a session that connects lazily, and the role checks
+verify the token's signature only. The account is re-read from the database by
+``Caller.confirm()``, which ``Router`` calls in the endpoint's own thread, on
+the request's own transaction, just before the endpoint; the same thread closes
+the session afterwards (rolling back whatever was left open), so the
+connection is back in the pool before the request gives its thread up. It also
+saves a thread hop per request.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+import anyio
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from brigade_api.context import AppContext
 from brigade_api.errors import ApiError, unauthorized
@@ -48,17 +61,27 @@ def _close_quietly(session: Session) -> None:
         log.debug("session close failed", exc_info=True)
 
 
+# Threads for the rare session that is still in a transaction when the request
+# ends (see get_db). Its own limiter: that rollback must never queue behind
+# requests that wait in the shared pool for the connection this session holds.
+_cleanup_limiter: anyio.CapacityLimiter | None = None
+
+
 async def get_db(ctx: Ctx) -> AsyncIterator[Session]:
     # A session connects lazily, on its first statement, in the endpoint's thread.
+    global _cleanup_limiter
     session = ctx.session_factory()
     try:
         yield session
     finally:
         if session.in_transaction():
-            # Left open (an error path): closing rolls back, a round trip.
-            await run_in_threadpool(_close_quietly, session)
+            # Only an async endpoint's session (a sync endpoint's is closed in its
+            # own thread by Router): closing rolls back, a round trip.
+            if _cleanup_limiter is None:
+                _cleanup_limiter = anyio.CapacityLimiter(4)
+            await anyio.to_thread.run_sync(_close_quietly, session, limiter=_cleanup_limiter)
         else:
-            # Committed or never used: closing does no I/O.
+            # Closed already, committed or never used: closing does no I/O.
             _close_quietly(session)
 
 
@@ -75,48 +98,92 @@ def _token_user_id(ctx: AppContext, credentials: HTTPAuthorizationCredentials | 
         raise unauthorized(f"invalid token: {exc}") from exc
 
 
-def current_user(ctx: Ctx, db: DB, credentials: Credentials) -> User:
-    """The full account (for /users/me and password changes)."""
-    user_id = _token_user_id(ctx, credentials)
-    # Always re-read the user: a deactivated account or changed role takes
-    # effect immediately, not when the token expires.
-    user = db.get(User, user_id)
-    if user is None or not user.is_active:
-        raise unauthorized("account disabled or removed")
-    return user
-
-
-CurrentUser = Annotated[User, Depends(current_user)]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling, as far as a role check needs: read fresh on every request."""
-
-    id: int
-    role: Role
-
-
 # One indexed primary-key read, no ORM object: the role of an active account.
 _ACTIVE_ROLE = select(User.role).where(User.id == bindparam("user_id"), User.is_active)
 
 
-def require_role(minimum: Role) -> Callable[[AppContext, Session, Credentials], Principal]:
-    def check(ctx: Ctx, db: DB, credentials: Credentials) -> Principal:
-        user_id = _token_user_id(ctx, credentials)
-        # Always re-read the role: a deactivated account or changed role takes
-        # effect immediately, not when the token expires.
-        role = db.connection().execute(_ACTIVE_ROLE, {"user_id": user_id}).scalar_one_or_none()
-        if role is None:
-            raise unauthorized("account disabled or removed")
-        if ROLE_RANK.get(Role(role), 0) < ROLE_RANK[minimum]:
-            raise ApiError(403, "forbidden", f"requires the {minimum.value} role or higher")
-        return Principal(user_id, Role(role))
+class Caller:
+    """Who is calling: a valid token's account, confirmed in the endpoint's thread.
 
-    check.__name__ = f"require_{minimum.value}"
+    The role and the account are always re-read (``confirm``): a deactivated
+    account or a changed role takes effect at once, not when the token expires.
+    """
+
+    __slots__ = ("_account", "_minimum", "_session", "id", "role")
+
+    def __init__(self, user_id: int, minimum: Role | None, session: Session) -> None:
+        self.id = user_id
+        self.role: Role | None = None
+        self._minimum = minimum
+        self._session = session
+        self._account: User | None = None
+
+    def confirm(self) -> None:
+        """401 unless the account is active; 403 below the route's minimum role."""
+        if self._minimum is None:
+            account = self._session.get(User, self.id)
+            active_role = account.role if account is not None and account.is_active else None
+            self._account = account
+        else:
+            active_role = (
+                self._session.connection()
+                .execute(_ACTIVE_ROLE, {"user_id": self.id})
+                .scalar_one_or_none()
+            )
+        if active_role is None:
+            raise unauthorized("account disabled or removed")
+        self.role = Role(active_role)
+        if self._minimum is not None and ROLE_RANK[self.role] < ROLE_RANK[self._minimum]:
+            raise ApiError(403, "forbidden", f"requires the {self._minimum.value} role or higher")
+
+    @property
+    def account(self) -> User:
+        """The caller's User row (routes that take ``CurrentUser``)."""
+        if self._account is None:
+            raise RuntimeError("the caller was not confirmed with its account")
+        return self._account
+
+
+def require_role(minimum: Role | None) -> Callable[..., Any]:
+    async def check(ctx: Ctx, db: DB, credentials: Credentials) -> Caller:
+        return Caller(_token_user_id(ctx, credentials), minimum, db)
+
+    check.__name__ = f"require_{minimum.value if minimum else 'login'}"
     return check
 
 
-StaffUser = Annotated[Principal, Depends(require_role(Role.staff))]
-ManagerUser = Annotated[Principal, Depends(require_role(Role.manager))]
-AdminUser = Annotated[Principal, Depends(require_role(Role.admin))]
+CurrentUser = Annotated[Caller, Depends(require_role(None))]
+StaffUser = Annotated[Caller, Depends(require_role(Role.staff))]
+ManagerUser = Annotated[Caller, Depends(require_role(Role.manager))]
+AdminUser = Annotated[Caller, Depends(require_role(Role.admin))]
+
+
+def in_one_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a sync endpoint: confirm its callers first, close its sessions after,
+    all in the thread it runs in. Async endpoints are returned unchanged."""
+    if inspect.iscoroutinefunction(endpoint):
+        return endpoint
+
+    @functools.wraps(endpoint)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        sessions: dict[int, Session] = {}
+        try:
+            for value in kwargs.values():
+                if isinstance(value, Session):
+                    sessions[id(value)] = value
+                elif isinstance(value, Caller):
+                    sessions[id(value._session)] = value._session
+                    value.confirm()
+            return endpoint(*args, **kwargs)
+        finally:
+            for session in sessions.values():
+                _close_quietly(session)
+
+    return run
+
+
+class Router(APIRouter):
+    """An APIRouter whose sync endpoints run as ``in_one_thread`` describes."""
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().add_api_route(path, in_one_thread(endpoint), **kwargs)

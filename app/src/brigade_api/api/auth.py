@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
 from sqlalchemy import select
 
-from brigade_api.deps import DB, Ctx
+from brigade_api.deps import DB, Ctx, Router
 from brigade_api.errors import unauthorized
 from brigade_api.models import User
 from brigade_api.schemas import ErrorResponse, TokenOut, TokenRequest
 from brigade_api.security import hash_password, needs_rehash, verify_password
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = Router(prefix="/api/v1/auth", tags=["auth"])
 log = logging.getLogger("brigade.auth")
 
 

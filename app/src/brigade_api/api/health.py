@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from brigade_api import __version__, metrics
 from brigade_api.db import schema_revision
-from brigade_api.deps import Ctx
+from brigade_api.deps import Ctx, Router
 from brigade_api.schemas import HealthOut, ReadyOut, VersionOut
 
-router = APIRouter(tags=["operations"])
+router = Router(tags=["operations"])
 log = logging.getLogger("brigade.health")
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from brigade_api import menu_service
 from brigade_api.api.common import PUBLIC, PUBLIC_404, WITH_409, CategoryId, ItemId
 from brigade_api.context import AppContext
-from brigade_api.deps import DB, Ctx, ManagerUser
+from brigade_api.deps import DB, Ctx, ManagerUser, Router
 from brigade_api.errors import conflict, field_error, not_found
 from brigade_api.models import MenuCategory, MenuItem
 from brigade_api.schemas import (
@@ -25,7 +25,7 @@ from brigade_api.schemas import (
     PublicMenu,
 )
 
-router = APIRouter(prefix="/api/v1/menu", tags=["menu"])
+router = Router(prefix="/api/v1/menu", tags=["menu"])
 
 
 def _commit_menu_change(ctx: AppContext, db: Session) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import Header, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from brigade_api import orders_service
 from brigade_api.api.common import AUTHED, PUBLIC_404, WITH_404, WITH_409, OrderId
-from brigade_api.deps import DB, StaffUser
+from brigade_api.deps import DB, Router, StaffUser
 from brigade_api.models import Order, OrderStatus
 from brigade_api.schemas import (
     MAX_INT,
@@ -24,7 +24,7 @@ from brigade_api.schemas import (
     StatusChange,
 )
 
-router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
+router = Router(prefix="/api/v1/orders", tags=["orders"])
 
 IdempotencyKeyHeader = Annotated[
     str | None,

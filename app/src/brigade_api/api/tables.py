@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from brigade_api.api.common import AUTHED, WITH_404, WITH_409, TableId
-from brigade_api.deps import DB, ManagerUser, StaffUser
+from brigade_api.deps import DB, ManagerUser, Router, StaffUser
 from brigade_api.errors import conflict, field_error, not_found
 from brigade_api.models import DiningTable, Order
 from brigade_api.schemas import TableCreate, TableOut, TableUpdate
 
-router = APIRouter(prefix="/api/v1/tables", tags=["tables"])
+router = Router(prefix="/api/v1/tables", tags=["tables"])
 
 
 def _table(db: Session, table_id: int) -> DiningTable:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from brigade_api.api.common import AUTHED, WITH_404, WITH_409, UserId
-from brigade_api.deps import DB, AdminUser, CurrentUser
+from brigade_api.deps import DB, AdminUser, CurrentUser, Router
 from brigade_api.errors import ApiError, conflict, field_error, not_found
 from brigade_api.models import Role, User
 from brigade_api.schemas import PasswordChange, UserCreate, UserOut, UserUpdate
 from brigade_api.security import hash_password, verify_password
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = Router(prefix="/api/v1/users", tags=["users"])
 
 
 def _user(db: Session, user_id: int) -> User:
@@ -24,12 +24,13 @@ def _user(db: Session, user_id: int) -> User:
 
 
 @router.get("/me", response_model=UserOut, responses=AUTHED)
-def me(user: CurrentUser) -> User:
-    return user
+def me(caller: CurrentUser) -> User:
+    return caller.account
 
 
 @router.post("/me/password", status_code=204, response_class=Response, responses=AUTHED)
-def change_own_password(body: PasswordChange, user: CurrentUser, db: DB) -> Response:
+def change_own_password(body: PasswordChange, caller: CurrentUser, db: DB) -> Response:
+    user = caller.account
     if not verify_password(user.password_hash, body.current_password):
         raise field_error("current_password", "does not match", status_code=422)
     user.password_hash = hash_password(body.new_password)
