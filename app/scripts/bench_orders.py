@@ -264,6 +264,10 @@ def running_stack(src: Path | None, workers: int) -> Iterator[Stack]:
             "APP_ADMIN_PASSWORD": ADMIN[1],
             "APP_BIND": f"127.0.0.1:{port}",
             "APP_WORKERS": str(workers),
+            # The pool as the app role sets it up on a host (no overflow connections
+            # opened and closed under load).
+            "APP_DB_POOL_SIZE": "6",
+            "APP_DB_MAX_OVERFLOW": "0",
             "APP_LOG_LEVEL": "INFO",
             "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
         }

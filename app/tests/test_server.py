@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from brigade_api.deps import DB, Router
 from conftest import Tokens
 from servers import free_port, wait_http_ready
 
@@ -201,3 +202,22 @@ def test_a_burst_larger_than_the_pool_is_served_not_deadlocked(
     finally:
         server.stop()
     assert statuses == Counter({200: 120}), statuses
+
+
+def test_the_router_refuses_an_async_endpoint_that_needs_the_database() -> None:
+    """Only a sync endpoint's thread closes the request's session (so that a
+    connection is never held while waiting for a thread): an async endpoint
+    that asks for one is a mistake caught when the route is declared."""
+    router = Router()
+
+    async def sneaky(db: DB) -> None:
+        del db
+
+    with pytest.raises(TypeError, match="async endpoint cannot use the database"):
+        router.add_api_route("/sneaky", sneaky)
+
+    async def fine() -> None:
+        return None
+
+    router.add_api_route("/fine", fine)
+    assert [getattr(route, "path", None) for route in router.routes] == ["/fine"]

@@ -24,11 +24,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -61,28 +62,13 @@ def _close_quietly(session: Session) -> None:
         log.debug("session close failed", exc_info=True)
 
 
-# Threads for the rare session that is still in a transaction when the request
-# ends (see get_db). Its own limiter: that rollback must never queue behind
-# requests that wait in the shared pool for the connection this session holds.
-_cleanup_limiter: anyio.CapacityLimiter | None = None
-
-
-async def get_db(ctx: Ctx) -> AsyncIterator[Session]:
-    # A session connects lazily, on its first statement, in the endpoint's thread.
-    global _cleanup_limiter
-    session = ctx.session_factory()
-    try:
-        yield session
-    finally:
-        if session.in_transaction():
-            # Only an async endpoint's session (a sync endpoint's is closed in its
-            # own thread by Router): closing rolls back, a round trip.
-            if _cleanup_limiter is None:
-                _cleanup_limiter = anyio.CapacityLimiter(4)
-            await anyio.to_thread.run_sync(_close_quietly, session, limiter=_cleanup_limiter)
-        else:
-            # Closed already, committed or never used: closing does no I/O.
-            _close_quietly(session)
+async def get_db(ctx: Ctx) -> Session:
+    """The request's session. It connects lazily, on its first statement, in the
+    endpoint's thread, and that thread closes it (``in_one_thread``); so it is a
+    plain function, not a generator with a teardown of its own (which would also
+    cost an exit stack per request). Only sync endpoints may use it (``Router``
+    refuses an async one)."""
+    return ctx.session_factory()
 
 
 DB = Annotated[Session, Depends(get_db)]
@@ -182,8 +168,22 @@ def in_one_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _uses_db(dependant: Dependant) -> bool:
+    return dependant.call is get_db or any(_uses_db(d) for d in dependant.dependencies)
+
+
 class Router(APIRouter):
-    """An APIRouter whose sync endpoints run as ``in_one_thread`` describes."""
+    """An APIRouter whose sync endpoints run as ``in_one_thread`` describes, and
+    that refuses an async endpoint needing the database (nothing would close its
+    session in a thread of its own)."""
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().add_api_route(path, in_one_thread(endpoint), **kwargs)
+        route = self.routes[-1]
+        if (
+            inspect.iscoroutinefunction(endpoint)
+            and isinstance(route, APIRoute)
+            and _uses_db(route.dependant)
+        ):
+            self.routes.pop()
+            raise TypeError(f"{path}: an async endpoint cannot use the database session")
