@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from brigade_api.deps import DB, OrderTaker, Router
 from brigade_api.security import InvalidToken, TokenSigner
 from conftest import ADMIN, SECRET, STAFF, Tokens, login, run_cli
 
@@ -225,3 +229,58 @@ def test_admin_bootstrap_cli_is_idempotent(env: dict[str, str], client: TestClie
 
 def test_staff_password_login(client: TestClient) -> None:
     login(client, *STAFF)
+
+
+def test_a_disabled_account_takes_no_order(
+    client: TestClient, admin_h: dict[str, str], make_menu: Any
+) -> None:
+    """Order creation checks the caller's role in its own first statement (a
+    deferred caller): a disabled account gets 401 and leaves nothing behind,
+    not even its Idempotency-Key."""
+    menu = make_menu([("Tea", "2.50")])
+    user = client.post(
+        "/api/v1/users",
+        json={"username": "waiter.gone", "password": "waiter-password-9", "role": "staff"},
+        headers=admin_h,
+    ).json()
+    token = Tokens.header(login(client, "waiter.gone", "waiter-password-9"))
+    body = {"lines": [{"menu_item_id": menu["items"][0]["id"], "quantity": 1}]}
+    client.patch(f"/api/v1/users/{user['id']}", json={"is_active": False}, headers=admin_h)
+    before = client.get("/api/v1/orders", headers=admin_h).json()["items"]
+    refused = client.post(
+        "/api/v1/orders", json=body, headers={**token, "Idempotency-Key": "gone-1"}
+    )
+    assert refused.status_code == 401, refused.text
+    assert client.get("/api/v1/orders", headers=admin_h).json()["items"] == before
+    # The key was not kept: the same key from an active account creates an order.
+    again = client.post(
+        "/api/v1/orders", json=body, headers={**admin_h, "Idempotency-Key": "gone-1"}
+    )
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "false"
+
+
+def test_a_deferred_caller_must_be_confirmed(client: TestClient, staff_h: dict[str, str]) -> None:
+    """An endpoint that takes a deferred caller and never confirms it cannot
+    commit, and its answer is replaced by an error: forgetting the role check
+    fails loudly instead of letting anyone in."""
+    app = FastAPI()
+    app.state.ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    router = Router()
+
+    @router.post("/commits")
+    def commits(caller: OrderTaker, db: DB) -> dict[str, int]:
+        db.execute(text("INSERT INTO dining_tables (name, seats) VALUES ('unconfirmed', 2)"))
+        db.commit()
+        return {"id": caller.id}
+
+    @router.get("/answers")
+    def answers(caller: OrderTaker) -> dict[str, int]:
+        return {"id": caller.id}
+
+    app.include_router(router)
+    with TestClient(app, raise_server_exceptions=False) as unchecked:
+        assert unchecked.post("/commits", headers=staff_h).status_code == 500
+        assert unchecked.get("/answers", headers=staff_h).status_code == 500
+    names = [t["name"] for t in client.get("/api/v1/tables", headers=staff_h).json()]
+    assert "unconfirmed" not in names

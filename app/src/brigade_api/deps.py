@@ -31,7 +31,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
 
 from brigade_api.context import AppContext
@@ -88,24 +88,39 @@ def _token_user_id(ctx: AppContext, credentials: HTTPAuthorizationCredentials | 
 _ACTIVE_ROLE = select(User.role).where(User.id == bindparam("user_id"), User.is_active)
 
 
+# Session.info key: the request's callers, which must be confirmed before it commits.
+_CALLERS = "brigade.callers"
+
+
 class Caller:
     """Who is calling: a valid token's account, confirmed in the endpoint's thread.
 
     The role and the account are always re-read (``confirm``): a deactivated
     account or a changed role takes effect at once, not when the token expires.
+    ``Router`` confirms a caller just before its endpoint runs, with one query of
+    its own. A *deferred* caller (``OrderTaker``) is confirmed by the endpoint
+    instead, from the role its first statement read along with its other work
+    (``confirm_role``), which saves the hot path a round trip. Either way the
+    request's session refuses to commit, and the endpoint's answer is replaced
+    by an error, while a caller is unconfirmed.
     """
 
-    __slots__ = ("_account", "_minimum", "_session", "id", "role")
+    __slots__ = ("_account", "_minimum", "_session", "confirmed", "deferred", "id", "role")
 
-    def __init__(self, user_id: int, minimum: Role | None, session: Session) -> None:
+    def __init__(
+        self, user_id: int, minimum: Role | None, session: Session, *, deferred: bool = False
+    ) -> None:
         self.id = user_id
         self.role: Role | None = None
+        self.confirmed = False
+        self.deferred = deferred
         self._minimum = minimum
         self._session = session
         self._account: User | None = None
+        session.info.setdefault(_CALLERS, []).append(self)
 
     def confirm(self) -> None:
-        """401 unless the account is active; 403 below the route's minimum role."""
+        """Read the account's role and check it (``confirm_role``)."""
         if self._minimum is None:
             account = self._session.get(User, self.id)
             active_role = account.role if account is not None and account.is_active else None
@@ -116,11 +131,17 @@ class Caller:
                 .execute(_ACTIVE_ROLE, {"user_id": self.id})
                 .scalar_one_or_none()
             )
+        self.confirm_role(active_role)
+
+    def confirm_role(self, active_role: str | None) -> None:
+        """401 unless the account is active (``active_role`` is its role, None if it
+        is disabled or gone); 403 below the route's minimum role."""
         if active_role is None:
             raise unauthorized("account disabled or removed")
         self.role = Role(active_role)
         if self._minimum is not None and ROLE_RANK[self.role] < ROLE_RANK[self._minimum]:
             raise ApiError(403, "forbidden", f"requires the {self._minimum.value} role or higher")
+        self.confirmed = True
 
     @property
     def account(self) -> User:
@@ -130,9 +151,19 @@ class Caller:
         return self._account
 
 
-def require_role(minimum: Role | None) -> Callable[..., Any]:
+class UnconfirmedCaller(RuntimeError):
+    """An endpoint committed or answered without confirming a deferred caller."""
+
+
+@event.listens_for(Session, "before_commit")
+def _refuse_unconfirmed_commit(session: Session) -> None:
+    if any(not caller.confirmed for caller in session.info.get(_CALLERS, ())):
+        raise UnconfirmedCaller("refusing to commit: the caller's role was not confirmed")
+
+
+def require_role(minimum: Role | None, *, deferred: bool = False) -> Callable[..., Any]:
     async def check(ctx: Ctx, db: DB, credentials: Credentials) -> Caller:
-        return Caller(_token_user_id(ctx, credentials), minimum, db)
+        return Caller(_token_user_id(ctx, credentials), minimum, db, deferred=deferred)
 
     check.__name__ = f"require_{minimum.value if minimum else 'login'}"
     return check
@@ -142,6 +173,8 @@ CurrentUser = Annotated[Caller, Depends(require_role(None))]
 StaffUser = Annotated[Caller, Depends(require_role(Role.staff))]
 ManagerUser = Annotated[Caller, Depends(require_role(Role.manager))]
 AdminUser = Annotated[Caller, Depends(require_role(Role.admin))]
+# Staff or above, confirmed by the endpoint from its own first statement.
+OrderTaker = Annotated[Caller, Depends(require_role(Role.staff, deferred=True))]
 
 
 def in_one_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
@@ -153,14 +186,20 @@ def in_one_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(endpoint)
     def run(*args: Any, **kwargs: Any) -> Any:
         sessions: dict[int, Session] = {}
+        callers: list[Caller] = []
         try:
             for value in kwargs.values():
                 if isinstance(value, Session):
                     sessions[id(value)] = value
                 elif isinstance(value, Caller):
                     sessions[id(value._session)] = value._session
-                    value.confirm()
-            return endpoint(*args, **kwargs)
+                    callers.append(value)
+                    if not value.deferred:
+                        value.confirm()
+            result = endpoint(*args, **kwargs)
+            if not all(caller.confirmed for caller in callers):
+                raise UnconfirmedCaller(f"{endpoint.__name__} did not confirm its caller")
+            return result
         finally:
             for session in sessions.values():
                 _close_quietly(session)

@@ -14,6 +14,7 @@ start-up with one ``brigade-api: configuration error: ...`` line.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -100,6 +101,20 @@ def on_starting(server: Any) -> None:
     for stale in Path(path).glob("*.db"):
         if not stale.name.endswith(own):
             stale.unlink()
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Freeze the preloaded application's objects before each fork.
+
+    They live as long as the worker, and each full collection of the cyclic
+    garbage collector would otherwise scan them all: about 140,000 objects (the
+    app, FastAPI, pydantic, SQLAlchemy), 65 ms with the worker's event loop
+    stopped, every few seconds at 400 orders/s, which showed as p99 spikes of
+    200-400 ms. Frozen, they are never scanned (a full collection then takes
+    well under a millisecond), nor written to by the collector, so the workers
+    keep sharing those pages with the master.
+    """
+    gc.freeze()
 
 
 def child_exit(server: Any, worker: Any) -> None:

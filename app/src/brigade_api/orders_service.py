@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Row, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from brigade_api import metrics
+from brigade_api.deps import Caller
 from brigade_api.errors import ApiError, conflict, field_error, not_found
 from brigade_api.models import TRANSITIONS, Order, OrderStatus
 from brigade_api.schemas import CENT, OrderCreate, OrderOut
@@ -43,16 +44,21 @@ def load_order(db: Session, order_id: int, *, for_update: bool = False) -> Order
 
 
 # -- order creation -----------------------------------------------------------------
-# Order creation is the hot path, so it is written in SQL through Core, in three
-# statements: claim the Idempotency-Key and read the menu prices and the table;
-# insert the order and its lines; store the response under the key. No savepoint:
-# a public code collision inserts nothing (ON CONFLICT DO NOTHING) and is retried.
+# Order creation is the hot path, so it is written in SQL through Core, in two
+# statements and a commit (four round trips with BEGIN). The first claims the
+# Idempotency-Key, reads the caller's role, the menu prices and the table, and
+# allocates the order's and its lines' ids; with those, the response is known
+# before anything is inserted, so the second inserts the order and its lines and
+# stores that response under the key. No savepoint: a public code collision
+# inserts nothing (ON CONFLICT DO NOTHING) and only the second is retried.
 
 # Claims the key first (a concurrent request with the same key waits here until
 # this transaction ends; without a key nothing is inserted). Returns one row per
 # requested menu item that exists (or one row of NULLs), each with the claimed
-# key's id (NULL: already used, or no key) and the table's is_active (NULL: no
-# such table, or none asked for).
+# key's id (NULL: already used, or no key), the caller's role (NULL: account
+# disabled or gone), the table's is_active (NULL: no such table, or none asked
+# for), the ids for the order and its lines, and the transaction's timestamp
+# (which the order's created_at and updated_at defaults will take).
 _CLAIM_AND_PRICE = text(
     """
     WITH claim AS (
@@ -63,50 +69,49 @@ _CLAIM_AND_PRICE = text(
         ON CONFLICT (key) DO NOTHING
         RETURNING id
     )
-    SELECT (SELECT id FROM claim) AS key_id, t.is_active AS table_active,
-           m.id, m.name, m.price, m.is_available
+    SELECT (SELECT id FROM claim) AS key_id,
+           (SELECT role FROM users WHERE id = :user_id AND is_active) AS caller_role,
+           (SELECT nextval(pg_get_serial_sequence('orders', 'id'))) AS order_id,
+           ARRAY(
+               SELECT nextval(pg_get_serial_sequence('order_lines', 'id'))
+               FROM generate_series(1, :line_count)
+           ) AS line_ids,
+           now() AS created_at,
+           t.is_active AS table_active, m.id, m.name, m.price, m.is_available
     FROM (VALUES (1)) AS one
     LEFT JOIN dining_tables AS t ON t.id = :table_id
     LEFT JOIN menu_items AS m ON m.id = ANY(CAST(:item_ids AS integer[]))
     """
 )
 
-# The order and its lines in one statement; no rows if the public code is taken.
-# The rows come back in line id order, as GET /orders/{id} lists them; lines are
-# inserted in request order, so that is also the request's order.
+# The order, its lines and the stored response in one statement; no row if the
+# public code is taken (then nothing is written). Lines are inserted in request
+# order with ascending ids, the order GET /orders/{id} lists them in.
 _INSERT_ORDER = text(
     """
     WITH new_order AS (
-        INSERT INTO orders (public_code, table_id, status, note, total, created_by_id)
-        VALUES (:public_code, :table_id, :status, :note, :total, :user_id)
+        INSERT INTO orders (id, public_code, table_id, status, note, total, created_by_id)
+        VALUES (:order_id, :public_code, :table_id, :status, :note, :total, :user_id)
         ON CONFLICT (public_code) DO NOTHING
-        RETURNING id, created_at, updated_at
+        RETURNING id
     ), new_lines AS (
         INSERT INTO order_lines
-            (order_id, menu_item_id, item_name, unit_price, quantity, note, line_total)
-        SELECT new_order.id, line.menu_item_id, line.item_name, line.unit_price,
+            (id, order_id, menu_item_id, item_name, unit_price, quantity, note, line_total)
+        SELECT line.id, new_order.id, line.menu_item_id, line.item_name, line.unit_price,
                line.quantity, line.note, line.line_total
         FROM new_order, unnest(
-            CAST(:item_ids AS integer[]), CAST(:item_names AS text[]),
-            CAST(:unit_prices AS numeric[]), CAST(:quantities AS integer[]),
-            CAST(:notes AS text[]), CAST(:line_totals AS numeric[])
-        ) WITH ORDINALITY AS line
-            (menu_item_id, item_name, unit_price, quantity, note, line_total, position)
-        ORDER BY line.position
-        RETURNING id, menu_item_id, item_name, unit_price, quantity, note, line_total
+            CAST(:line_ids AS bigint[]), CAST(:item_ids AS integer[]),
+            CAST(:item_names AS text[]), CAST(:unit_prices AS numeric[]),
+            CAST(:quantities AS integer[]), CAST(:notes AS text[]),
+            CAST(:line_totals AS numeric[])
+        ) AS line (id, menu_item_id, item_name, unit_price, quantity, note, line_total)
+    ), stored AS (
+        UPDATE idempotency_keys
+        SET order_id = new_order.id, response_status = 201, response_body = CAST(:body AS jsonb)
+        FROM new_order
+        WHERE idempotency_keys.id = :key_id
     )
-    SELECT o.id AS order_id, o.created_at, o.updated_at, l.id, l.menu_item_id,
-           l.item_name, l.unit_price, l.quantity, l.note, l.line_total
-    FROM new_order AS o CROSS JOIN new_lines AS l
-    ORDER BY l.id
-    """
-)
-
-_STORE_RESPONSE = text(
-    """
-    UPDATE idempotency_keys
-    SET order_id = :order_id, response_status = :status, response_body = CAST(:body AS jsonb)
-    WHERE id = :key_id
+    SELECT id FROM new_order
     """
 )
 
@@ -160,16 +165,55 @@ def _price_lines(rows: Sequence[Row[Any]], body: OrderCreate) -> _PricedLines:
     return priced
 
 
+def _response(
+    claimed: Row[Any], code: str, user_id: int, body: OrderCreate, priced: _PricedLines
+) -> dict[str, Any]:
+    """The order as GET /orders/{id} will return it, from the ids claimed for it."""
+    line_ids = sorted(claimed.line_ids)
+    return OrderOut.model_validate(
+        {
+            "id": claimed.order_id,
+            "public_code": code,
+            "table_id": body.table_id,
+            "status": OrderStatus.pending,
+            "note": body.note,
+            "total": priced.total,
+            "created_by_id": user_id,
+            "created_at": claimed.created_at,
+            "updated_at": claimed.created_at,
+            "lines": [
+                {
+                    "id": line_ids[index],
+                    "menu_item_id": priced.item_ids[index],
+                    "item_name": priced.item_names[index],
+                    "unit_price": priced.unit_prices[index],
+                    "quantity": priced.quantities[index],
+                    "note": priced.notes[index],
+                    "line_total": priced.line_totals[index],
+                }
+                for index in range(len(line_ids))
+            ],
+        }
+    ).model_dump(mode="json")
+
+
 def _insert_order(
-    conn: Connection, user_id: int, body: OrderCreate, priced: _PricedLines
+    conn: Connection,
+    claimed: Row[Any],
+    user_id: int,
+    body: OrderCreate,
+    priced: _PricedLines,
 ) -> dict[str, Any]:
     """Insert the order under a fresh public code; returns its JSON representation."""
     params: dict[str, Any] = {
+        "order_id": claimed.order_id,
+        "key_id": claimed.key_id,
         "table_id": body.table_id,
         "status": OrderStatus.pending.value,
         "note": body.note,
         "total": priced.total,
         "user_id": user_id,
+        "line_ids": sorted(claimed.line_ids),
         "item_ids": priced.item_ids,
         "item_names": priced.item_names,
         "unit_prices": priced.unit_prices,
@@ -179,43 +223,23 @@ def _insert_order(
     }
     for _ in range(5):
         code = new_public_code()
-        rows = conn.execute(_INSERT_ORDER, {**params, "public_code": code}).all()
-        if not rows:
-            continue  # the code is taken; nothing was inserted
-        first = rows[0]
-        # The stored values, in the shape GET /orders/{id} returns them.
-        return OrderOut.model_validate(
-            {
-                "id": first.order_id,
-                "public_code": code,
-                "table_id": body.table_id,
-                "status": OrderStatus.pending,
-                "note": body.note,
-                "total": priced.total,
-                "created_by_id": user_id,
-                "created_at": first.created_at,
-                "updated_at": first.updated_at,
-                "lines": [
-                    {
-                        "id": row.id,
-                        "menu_item_id": row.menu_item_id,
-                        "item_name": row.item_name,
-                        "unit_price": row.unit_price,
-                        "quantity": row.quantity,
-                        "note": row.note,
-                        "line_total": row.line_total,
-                    }
-                    for row in rows
-                ],
-            }
-        ).model_dump(mode="json")
+        response = _response(claimed, code, user_id, body, priced)
+        inserted = conn.execute(
+            _INSERT_ORDER, {**params, "public_code": code, "body": json.dumps(response)}
+        ).first()
+        if inserted is not None:
+            return response
+        # The code is taken; nothing was written.
     raise ApiError(503, "code_space_exhausted", "could not allocate an order code; retry")
 
 
 def create_order(
-    db: Session, user_id: int, body: OrderCreate, idempotency_key: str | None
+    db: Session, caller: Caller, body: OrderCreate, idempotency_key: str | None
 ) -> tuple[int, dict[str, Any], bool]:
     """Create an order; returns (status code, response body, replayed?).
+
+    ``caller`` is a deferred one (``OrderTaker``): its role is read and checked
+    here, from the first statement, before anything else is looked at.
 
     With an Idempotency-Key the key row is inserted first, in the same transaction
     as the order. A concurrent request with the same key blocks on the unique index
@@ -227,30 +251,22 @@ def create_order(
         _CLAIM_AND_PRICE,
         {
             "key": idempotency_key,
-            "user_id": user_id,
+            "user_id": caller.id,
             "request_hash": request_hash,
             "table_id": body.table_id,
             "item_ids": [line.menu_item_id for line in body.lines],
+            "line_count": len(body.lines),
         },
     ).all()
-    key_id: int | None = rows[0].key_id
-    if idempotency_key is not None and key_id is None:
+    claimed = rows[0]
+    caller.confirm_role(claimed.caller_role)
+    if idempotency_key is not None and claimed.key_id is None:
         try:
-            return _replay(conn, user_id, idempotency_key, request_hash)
+            return _replay(conn, caller.id, idempotency_key, request_hash)
         finally:
             db.rollback()
 
-    response = _insert_order(conn, user_id, body, _price_lines(rows, body))
-    if key_id is not None:
-        conn.execute(
-            _STORE_RESPONSE,
-            {
-                "order_id": response["id"],
-                "status": 201,
-                "body": json.dumps(response),
-                "key_id": key_id,
-            },
-        )
+    response = _insert_order(conn, claimed, caller.id, body, _price_lines(rows, body))
     db.commit()
     metrics.ORDERS_CREATED.inc()
     return 201, response, False

@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from brigade_api import orders_service
 from brigade_api.api.common import AUTHED, PUBLIC_404, WITH_404, WITH_409, OrderId
-from brigade_api.deps import DB, Router, StaffUser
+from brigade_api.deps import DB, OrderTaker, Router, StaffUser
 from brigade_api.models import Order, OrderStatus
 from brigade_api.schemas import (
     MAX_INT,
@@ -48,11 +48,11 @@ IdempotencyKeyHeader = Annotated[
 )
 def create_order(
     body: OrderCreate,
-    user: StaffUser,
+    caller: OrderTaker,
     db: DB,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    status, payload, replayed = orders_service.create_order(db, user.id, body, idempotency_key)
+    status, payload, replayed = orders_service.create_order(db, caller, body, idempotency_key)
     headers = {"Location": f"/api/v1/orders/{payload['id']}"}
     if idempotency_key is not None:
         headers["Idempotent-Replayed"] = "true" if replayed else "false"
