@@ -226,6 +226,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+    # Anything left of its process group (workers outlive a killed master).
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -284,7 +287,11 @@ def running_stack(src: Path | None, workers: int) -> Iterator[Stack]:
         # The JSON access log goes to a file, as it would go to journald on a host.
         with (log_dir / "stdout.log").open("wb") as out, (log_dir / "stderr.log").open("wb") as err:
             app = subprocess.Popen(  # noqa: S603 - our own entry point, fixed arguments
-                [str(BIN / "brigade-api"), "serve"], env=env, stdout=out, stderr=err
+                [str(BIN / "brigade-api"), "serve"],
+                env=env,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
             )
         cleanup.callback(_stop, app)
         postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])

@@ -3,6 +3,7 @@ JSON logs on stdout, and a graceful SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -45,8 +46,13 @@ class Gunicorn:
             **(extra or {}),
         }
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
+            # Its own process group: stop() must reach the workers too.
             self.process = subprocess.Popen(
-                [str(BIN / "brigade-api"), "serve"], env=self.env, stdout=out, stderr=err
+                [str(BIN / "brigade-api"), "serve"],
+                env=self.env,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
             )
         self.wait_healthy()
 
@@ -58,9 +64,10 @@ class Gunicorn:
             raise AssertionError(f"gunicorn {exc}: {logs}") from None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        """Kill the master and its workers (workers outlive a killed master)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
 
 
 @pytest.fixture
