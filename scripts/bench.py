@@ -181,6 +181,20 @@ def order_fixture(token: str) -> tuple[int, int]:
     return int(items[0]), int(created["id"])
 
 
+def settle(timeout: float = 120.0) -> None:
+    """Wait until PostgreSQL has archived every finished WAL segment and no
+    autovacuum worker runs: the backlog one measurement leaves (a closed-loop run
+    writes WAL at full speed) is not charged to the next one."""
+    busy = (
+        "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker')"
+        " + (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready')"
+    )
+    started = time.monotonic()
+    while psql(busy) != "0" and time.monotonic() - started < timeout:
+        time.sleep(2)
+    print(f"settled in {time.monotonic() - started:.0f} s", flush=True)
+
+
 def throughput_rows() -> list[Row]:
     static = [wrk(f"{EDGE}/index.html") for _ in range(RUNS)]
     menu = [wrk(f"{EDGE}/api/v1/menu") for _ in range(RUNS)]
@@ -192,6 +206,7 @@ def throughput_rows() -> list[Row]:
     orders = []
     cpu: dict[str, list[float]] = {}
     for _ in range(RUNS):
+        settle()
         before = container_cpu()
         result = wrk(f"{EDGE}/api/v1/orders", lua.name, {**env, "BENCH_RUN": f"{time.time_ns()}"}, WRK_ORDERS)
         after = container_cpu()
@@ -227,6 +242,7 @@ def throughput_rows() -> list[Row]:
     password = vault()["vault_app_admin_password"]
     open_loop: list[Result] = []
     for _ in range(RUNS):
+        settle()
         config = LoadConfig(
             base_url=EDGE,
             rate=400,

@@ -88,6 +88,21 @@ def test_wrong_type_is_named_before_any_host_changes(run_playbook, inventory, va
     assert "UNREACHABLE" not in out
 
 
+@pytest.mark.parametrize("extra", ["app_workers=2", "common_firewall_enabled=true"])
+def test_a_convertible_string_is_named_before_any_host_changes(run_playbook, inventory, extra):
+    """A key=value extra var is a string. The argument spec would accept '2' for
+    an int, but the roles compare the variable itself: it must be refused here,
+    not after a rolling update has drained a host."""
+    variable = extra.split("=")[0]
+    res = _site(run_playbook, inventory, "-e", extra)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert f"{variable} must be " in out
+    assert "not the string" in out
+    assert "PLAY [Baseline]" not in out
+    assert "UNREACHABLE" not in out
+
+
 def test_unknown_environment_gets_one_clear_sentence():
     res = subprocess.run(["make", "site", "ENV=nowhere"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert res.returncode != 0
