@@ -3,6 +3,8 @@ and the exports of old sets are pruned to backup_logical_retention."""
 
 from __future__ import annotations
 
+import json
+
 from tests.backup.backuplib import STANZA, pgbackrest_info, repo
 from tests.stacklib import run_playbook
 
@@ -13,7 +15,8 @@ LOGICAL = 2
 def test_expired_sets_are_pruned_to_the_configured_count():
     fulls = [b for b in pgbackrest_info() if b["type"] == "full"]
     for run in range(max(RETENTION_FULL + 1 - len(fulls), 1)):
-        extra = ["-e", "backup_type=full", "-e", f"backup_logical_retention={LOGICAL}"]
+        # JSON: the retention is an int, and a key=value extra var is a string.
+        extra = ["-e", "backup_type=full", "-e", json.dumps({"backup_logical_retention": LOGICAL})]
         run_playbook("backup.yml", *extra, log_name=f"retention-{run}")
     backups = pgbackrest_info()
     assert [b["type"] for b in backups].count("full") == RETENTION_FULL
