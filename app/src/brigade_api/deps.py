@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.dependencies.utils import get_dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
@@ -217,12 +217,8 @@ class Router(APIRouter):
     session in a thread of its own)."""
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().add_api_route(path, in_one_thread(endpoint), **kwargs)
-        route = self.routes[-1]
-        if (
-            inspect.iscoroutinefunction(endpoint)
-            and isinstance(route, APIRoute)
-            and _uses_db(route.dependant)
+        if inspect.iscoroutinefunction(endpoint) and _uses_db(
+            get_dependant(path=path, call=endpoint)
         ):
-            self.routes.pop()
             raise TypeError(f"{path}: an async endpoint cannot use the database session")
+        super().add_api_route(path, in_one_thread(endpoint), **kwargs)

@@ -166,10 +166,24 @@ def _price_lines(rows: Sequence[Row[Any]], body: OrderCreate) -> _PricedLines:
 
 
 def _response(
-    claimed: Row[Any], code: str, user_id: int, body: OrderCreate, priced: _PricedLines
+    claimed: Row[Any],
+    line_ids: list[int],
+    code: str,
+    user_id: int,
+    body: OrderCreate,
+    priced: _PricedLines,
 ) -> dict[str, Any]:
     """The order as GET /orders/{id} will return it, from the ids claimed for it."""
-    line_ids = sorted(claimed.line_ids)
+    lines = zip(
+        line_ids,
+        priced.item_ids,
+        priced.item_names,
+        priced.unit_prices,
+        priced.quantities,
+        priced.notes,
+        priced.line_totals,
+        strict=True,
+    )
     return OrderOut.model_validate(
         {
             "id": claimed.order_id,
@@ -183,15 +197,15 @@ def _response(
             "updated_at": claimed.created_at,
             "lines": [
                 {
-                    "id": line_ids[index],
-                    "menu_item_id": priced.item_ids[index],
-                    "item_name": priced.item_names[index],
-                    "unit_price": priced.unit_prices[index],
-                    "quantity": priced.quantities[index],
-                    "note": priced.notes[index],
-                    "line_total": priced.line_totals[index],
+                    "id": line_id,
+                    "menu_item_id": item_id,
+                    "item_name": name,
+                    "unit_price": price,
+                    "quantity": quantity,
+                    "note": note,
+                    "line_total": line_total,
                 }
-                for index in range(len(line_ids))
+                for line_id, item_id, name, price, quantity, note, line_total in lines
             ],
         }
     ).model_dump(mode="json")
@@ -205,6 +219,8 @@ def _insert_order(
     priced: _PricedLines,
 ) -> dict[str, Any]:
     """Insert the order under a fresh public code; returns its JSON representation."""
+    # Ascending, so that lines inserted in request order are listed in it too.
+    line_ids = sorted(claimed.line_ids)
     params: dict[str, Any] = {
         "order_id": claimed.order_id,
         "key_id": claimed.key_id,
@@ -213,7 +229,7 @@ def _insert_order(
         "note": body.note,
         "total": priced.total,
         "user_id": user_id,
-        "line_ids": sorted(claimed.line_ids),
+        "line_ids": line_ids,
         "item_ids": priced.item_ids,
         "item_names": priced.item_names,
         "unit_prices": priced.unit_prices,
@@ -223,7 +239,7 @@ def _insert_order(
     }
     for _ in range(5):
         code = new_public_code()
-        response = _response(claimed, code, user_id, body, priced)
+        response = _response(claimed, line_ids, code, user_id, body, priced)
         inserted = conn.execute(
             _INSERT_ORDER, {**params, "public_code": code, "body": json.dumps(response)}
         ).first()
