@@ -241,8 +241,10 @@ def throughput_rows() -> list[Row]:
     # The floor: 400 orders/s sustained with p99 under 100 ms, open loop.
     password = vault()["vault_app_admin_password"]
     open_loop: list[Result] = []
+    open_cpu: dict[str, list[float]] = {"app hosts": [], "db1": [], "lb1": []}
     for _ in range(RUNS):
         settle()
+        before = container_cpu()
         config = LoadConfig(
             base_url=EDGE,
             rate=400,
@@ -255,6 +257,11 @@ def throughput_rows() -> list[Row]:
             label="orders-400",
         )
         open_loop.append(run_load(config))
+        used = {host: ms - before[host] for host, ms in container_cpu().items()}
+        answered = max(open_loop[-1].totals["order"]["ok"], 1)
+        open_cpu["app hosts"].append((used["app1"] + used["app2"]) / answered)
+        open_cpu["db1"].append(used["db1"] / answered)
+        open_cpu["lb1"].append(used["lb1"] / answered)
     rows += [
         (
             "Orders at 400/s open loop: achieved",
@@ -265,6 +272,11 @@ def throughput_rows() -> list[Row]:
         ("  p50", [float(r.latency_ms["p50"] or 0) for r in open_loop], "ms", ""),
         ("  p99", [float(r.latency_ms["p99"] or 0) for r in open_loop], "ms", ""),
         ("  non-2xx", [float(r.non_2xx) for r in open_loop], "count", ""),
+    ]
+    # A slow run is easier to read next to what each order cost in it.
+    rows += [
+        (f"  CPU per order on {where}", samples, "ms", "cpuacct of the containers / answered orders")
+        for where, samples in open_cpu.items()
     ]
     return rows
 
@@ -458,9 +470,25 @@ def fresh_rows() -> list[Row]:
     return rows
 
 
+def reference_loop() -> Row:
+    """How fast this machine is today: a fixed pure-Python loop, timed on the control node.
+
+    The hosts share the machine's cores with everything else on it, and its speed
+    varies from day to day; this row puts the others in proportion.
+    """
+    samples = []
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for i in range(3_000_000):
+            total += i * i % 7
+        samples.append((time.perf_counter() - started) * 1000)
+    return ("Reference loop on the control node", samples, "ms", "3,000,000 iterations of Python arithmetic")
+
+
 def main() -> int:
     sections = os.environ.get("BENCH_SECTIONS", "throughput runbooks backup").split()
-    rows: list[Row] = []
+    rows: list[Row] = [reference_loop()]
     if "throughput" in sections:
         rows += throughput_rows()
     if "runbooks" in sections:

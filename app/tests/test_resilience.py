@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import ExitStack
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from brigade_api import metrics
+from brigade_api.config import Settings, load_settings
+from brigade_api.main import create_app
 from servers import PostgresServer, RedisServer
 
 
@@ -187,3 +191,42 @@ def test_readyz_is_503_while_draining(client: TestClient) -> None:
     finally:
         ctx.draining.clear()
     assert client.get("/readyz").status_code == 200
+
+
+def capture_app_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """Put caplog's handler back: the first create_app() of the process routes the
+    root logger to stdout as JSON by replacing its handlers, caplog's included."""
+    root = logging.getLogger()
+    if caplog.handler not in root.handlers:
+        root.addHandler(caplog.handler)
+
+
+def test_a_new_worker_opens_its_pool_before_it_serves(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings)
+    capture_app_logs(caplog)
+    with caplog.at_level(logging.INFO, logger="brigade.app"), TestClient(app):
+        pool = app.state.ctx.engine.pool
+        assert pool.checkedin() == settings.db_pool_size  # opened, and all returned
+        assert pool.checkedout() == 0
+    warmed = [r for r in caplog.records if r.getMessage() == "warmed up"]
+    assert [r.pool_connections for r in warmed] == [settings.db_pool_size]  # type: ignore[attr-defined]
+
+
+def test_a_worker_starts_without_its_database_and_says_why(
+    env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    unreachable = {**env, "DATABASE_URL": "postgresql://brigade:x@127.0.0.1:1/brigade"}
+    app = create_app(load_settings(unreachable))
+    capture_app_logs(caplog)
+    with caplog.at_level(logging.INFO, logger="brigade.app"), TestClient(app) as client:
+        assert app.state.ctx.engine.pool.checkedin() == 0
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["checks"]["database"] != "ok"
+    messages = [r.getMessage() for r in caplog.records]
+    assert "admin bootstrap skipped" in messages
+    # An unreachable database is not waited for a second time by the warm-up.
+    assert "warm-up skipped" not in messages
+    assert "warmed up" not in messages
