@@ -158,6 +158,17 @@ def container_cpu() -> dict[str, float]:
     return used
 
 
+def cpu_per_order(before: dict[str, float], orders: float, into: dict[str, list[float]]) -> None:
+    """Append each container's CPU time since ``before`` (ms), per order, to ``into``."""
+    after = container_cpu()
+    for host in before:
+        into.setdefault(host, []).append((after[host] - before[host]) / max(orders, 1))
+
+
+def cpu_rows(cpu: dict[str, list[float]], command: str) -> list[Row]:
+    return [(f"  CPU per order on {host}", samples, "ms", command) for host, samples in cpu.items()]
+
+
 def order_fixture(token: str) -> tuple[int, int]:
     """A menu item and a table to order for, made when there are none."""
     menu: dict = _ok(http("GET", f"{BASE}/api/v1/menu"))  # type: ignore[assignment]
@@ -209,10 +220,8 @@ def throughput_rows() -> list[Row]:
         settle()
         before = container_cpu()
         result = wrk(f"{EDGE}/api/v1/orders", lua.name, {**env, "BENCH_RUN": f"{time.time_ns()}"}, WRK_ORDERS)
-        after = container_cpu()
+        cpu_per_order(before, result["rps"] * 10, cpu)
         orders.append(result)
-        for host in before:
-            cpu.setdefault(host, []).append((after[host] - before[host]) / (result["rps"] * 10))
     os.unlink(lua.name)
     static_rps = median([s["rps"] for s in static])
     menu_rps = median([m["rps"] for m in menu])
@@ -234,14 +243,11 @@ def throughput_rows() -> list[Row]:
         ("  p99 at that rate", [o["p99"] for o in orders], "ms", "wrk --latency"),
     ]
     # Where an order's CPU goes: each container's CPU time over the run, per order.
-    rows += [
-        (f"  CPU per order on {host}", samples, "ms", "cpuacct of the container / orders")
-        for host, samples in cpu.items()
-    ]
+    rows += cpu_rows(cpu, "cpuacct of the container / orders")
     # The floor: 400 orders/s sustained with p99 under 100 ms, open loop.
     password = vault()["vault_app_admin_password"]
     open_loop: list[Result] = []
-    open_cpu: dict[str, list[float]] = {"app hosts": [], "db1": [], "lb1": []}
+    open_cpu: dict[str, list[float]] = {}
     for _ in range(RUNS):
         settle()
         before = container_cpu()
@@ -257,11 +263,7 @@ def throughput_rows() -> list[Row]:
             label="orders-400",
         )
         open_loop.append(run_load(config))
-        used = {host: ms - before[host] for host, ms in container_cpu().items()}
-        answered = max(open_loop[-1].totals["order"]["ok"], 1)
-        open_cpu["app hosts"].append((used["app1"] + used["app2"]) / answered)
-        open_cpu["db1"].append(used["db1"] / answered)
-        open_cpu["lb1"].append(used["lb1"] / answered)
+        cpu_per_order(before, open_loop[-1].totals["order"]["ok"], open_cpu)
     rows += [
         (
             "Orders at 400/s open loop: achieved",
@@ -274,10 +276,7 @@ def throughput_rows() -> list[Row]:
         ("  non-2xx", [float(r.non_2xx) for r in open_loop], "count", ""),
     ]
     # A slow run is easier to read next to what each order cost in it.
-    rows += [
-        (f"  CPU per order on {where}", samples, "ms", "cpuacct of the containers / answered orders")
-        for where, samples in open_cpu.items()
-    ]
+    rows += cpu_rows(open_cpu, "cpuacct of the container / answered orders")
     return rows
 
 
