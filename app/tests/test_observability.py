@@ -77,6 +77,7 @@ def test_metrics_exposition(client: TestClient, staff_h: dict[str, str], make_or
     assert sample(text, "brigade_orders", status="preparing") == 1
     assert sample(text, "brigade_orders", status="pending") == 0
     assert sample(text, "brigade_orders_scrape_ok") == 1
+    assert sample(text, "brigade_dependency_up", dependency="redis") == 1
     assert (sample(text, "brigade_orders_created_total") or 0) >= 1
     assert sample(
         text, "brigade_order_transitions_total", from_status="pending", to_status="preparing"

@@ -73,15 +73,26 @@ def test_redis_down_menu_and_orders_still_work(
         # Short timeouts plus the breaker: degraded requests stay fast.
         assert time.monotonic() - started < 5
 
+        # Degraded, not unready: the host keeps serving, so deploys and
+        # rollbacks pass their health gate while the cache is away.
         ready = client.get("/readyz")
-        assert ready.status_code == 503
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "degraded"
         assert ready.json()["checks"]["redis"] == "unavailable"
         assert ready.json()["checks"]["database"] == "ok"
         assert "redis" in ready.json()["reason"]
+        time.sleep(1.1)  # past the dependency gauge's cache (1 s)
+        assert 'brigade_dependency_up{dependency="redis"} 0.0' in client.get("/metrics").text
     finally:
         redis_server.start()
 
-    assert client.get("/readyz").status_code == 200
+    assert client.get("/readyz").json() == {
+        "status": "ok",
+        "checks": {"process": "ok", "database": "ok", "redis": "ok"},
+        "reason": None,
+    }
+    time.sleep(1.1)  # past the dependency gauge's cache
+    assert 'brigade_dependency_up{dependency="redis"} 1.0' in client.get("/metrics").text
     time.sleep(0.6)  # past APP_REDIS_RETRY_AFTER
     client.get("/api/v1/menu")
     assert client.get("/api/v1/menu").headers["x-cache"] == "HIT"

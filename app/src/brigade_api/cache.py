@@ -84,5 +84,13 @@ class Cache:
         with self._lock:
             self._open_until = 0.0
 
+    def answers(self) -> bool:
+        """True if Redis answers a PING now (for the dependency gauge; never raises)."""
+        try:
+            self.ping()
+        except redis.RedisError:
+            return False
+        return True
+
     def close(self) -> None:
         self.client.close()

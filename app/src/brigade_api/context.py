@@ -26,6 +26,7 @@ class AppContext:
     cache: Cache
     tokens: TokenSigner
     orders_collector: metrics.OrdersByStatusCollector
+    dependency_collector: metrics.DependencyCollector
     schema_head: str | None = None
     schema_known: frozenset[str] = frozenset()
     draining: threading.Event = field(default_factory=threading.Event)
@@ -43,21 +44,23 @@ class AppContext:
             return {str(status): int(count) for status, count in rows}
 
         head, known = known_revisions()
+        cache = Cache(
+            settings.redis_url,
+            socket_timeout=settings.redis_socket_timeout,
+            retry_after=settings.redis_retry_after,
+        )
         return cls(
             schema_head=head,
             schema_known=known,
             settings=settings,
             engine=engine,
             session_factory=session_factory,
-            cache=Cache(
-                settings.redis_url,
-                socket_timeout=settings.redis_socket_timeout,
-                retry_after=settings.redis_retry_after,
-            ),
+            cache=cache,
             tokens=TokenSigner(settings.secret_key, settings.token_ttl_seconds),
             orders_collector=metrics.OrdersByStatusCollector(
                 count_orders, [s.value for s in OrderStatus]
             ),
+            dependency_collector=metrics.DependencyCollector({"redis": cache.answers}),
         )
 
     def schema_problem(self, revision: str | None) -> str | None:

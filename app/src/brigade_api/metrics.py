@@ -133,7 +133,40 @@ class OrdersByStatusCollector(Collector):
         return []
 
 
-def render(extra: Collector | None = None) -> bytes:
+class DependencyCollector(Collector):
+    """``brigade_dependency_up{dependency}``: 1 if an optional dependency answers.
+
+    The app serves without these (Redis is a cache): their loss degrades the
+    service rather than stopping it, so readiness does not fail on them and
+    this gauge, with its alert, is how an operator learns of it. Each probe
+    runs at scrape time, at most once per ``ttl`` seconds.
+    """
+
+    def __init__(self, probes: dict[str, Callable[[], bool]], ttl: float = 1.0) -> None:
+        self._probes = dict(probes)
+        self._ttl = ttl
+        self._cached: tuple[float, dict[str, bool] | None] = (0.0, None)
+
+    def collect(self) -> Iterable[Metric]:
+        stamp, states = self._cached
+        now = time.monotonic()
+        if states is None or now - stamp > self._ttl:
+            states = {name: probe() for name, probe in self._probes.items()}
+            self._cached = (now, states)
+        family = GaugeMetricFamily(
+            "brigade_dependency_up",
+            "1 if an optional dependency (one the app degrades without) answers.",
+            labels=["dependency"],
+        )
+        for name, up in sorted(states.items()):
+            family.add_metric([name], 1.0 if up else 0.0)
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+def render(*extra: Collector) -> bytes:
     """The full exposition text: process metrics (merged if multiprocess) plus ``extra``."""
     path = multiprocess_dir()
     if path:
@@ -142,8 +175,9 @@ def render(extra: Collector | None = None) -> bytes:
         output = generate_latest(registry)
     else:
         output = generate_latest(REGISTRY)
-    if extra is not None:
+    if extra:
         local = CollectorRegistry(auto_describe=False)
-        local.register(extra)
+        for collector in extra:
+            local.register(collector)
         output += generate_latest(local)
     return output

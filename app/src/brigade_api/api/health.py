@@ -23,12 +23,19 @@ async def healthz() -> HealthOut:
 @router.get(
     "/readyz",
     response_model=ReadyOut,
-    summary="Readiness: PostgreSQL and Redis answer and the process is not draining",
+    summary="Readiness: the database serves this release and the process is not draining",
+    description=(
+        "200 with `status` `ok`, or `degraded` when an optional dependency (Redis, the cache) does"
+        " not answer: the app serves without it, so a load balancer or a deploy's health gate"
+        " keeps the host in service. 503 when the host cannot serve: the database is unavailable"
+        " or at another schema, or the process is shutting down."
+    ),
     responses={503: {"model": ReadyOut, "description": "Not ready; `reason` says why"}},
 )
 def readyz(ctx: Ctx) -> JSONResponse:
     checks: dict[str, str] = {}
     reasons: list[str] = []
+    degraded: list[str] = []
     if ctx.is_draining():
         checks["process"] = "draining"
         reasons.append("process is shutting down")
@@ -47,11 +54,15 @@ def readyz(ctx: Ctx) -> JSONResponse:
         ctx.cache.ping()
         checks["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
+        # The cache is optional: the app serves from PostgreSQL without it.
         checks["redis"] = "unavailable"
-        reasons.append(f"redis: {type(exc).__name__}")
+        degraded.append(f"redis: {type(exc).__name__} (serving without the cache)")
     if reasons:
-        body = ReadyOut(status="unavailable", checks=checks, reason="; ".join(reasons))
+        body = ReadyOut(status="unavailable", checks=checks, reason="; ".join(reasons + degraded))
         return JSONResponse(body.model_dump(), status_code=503)
+    if degraded:
+        body = ReadyOut(status="degraded", checks=checks, reason="; ".join(degraded))
+        return JSONResponse(body.model_dump())
     return JSONResponse(ReadyOut(status="ok", checks=checks).model_dump())
 
 
@@ -62,7 +73,10 @@ def readyz(ctx: Ctx) -> JSONResponse:
     responses={200: {"content": {"text/plain": {}}}},
 )
 def prometheus_metrics(ctx: Ctx) -> Response:
-    return Response(metrics.render(ctx.orders_collector), media_type=metrics.CONTENT_TYPE)
+    return Response(
+        metrics.render(ctx.orders_collector, ctx.dependency_collector),
+        media_type=metrics.CONTENT_TYPE,
+    )
 
 
 @router.get("/api/v1/version", response_model=VersionOut, summary="Version and release id")
