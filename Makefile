@@ -27,7 +27,7 @@ ARGS ?=
 ARTIFACT ?=
 ANSIBLE_PLAYBOOK := ansible-playbook -i $(INVENTORY) --vault-id $(ENV)@$(VAULT_PASSWORD_FILE) $(ARGS)
 
-.PHONY: help up down test lint bench venv engine image secrets site deploy rolling-update rollback health check-env
+.PHONY: help up down test lint bench venv engine image secrets site deploy rolling-update activate rollback health check-env
 .PHONY: artifact lint-security audit ci-credentials
 .PHONY: backup restore drill
 
@@ -63,6 +63,12 @@ deploy: venv check-env ## Ship a new app release, host by host, with no dropped 
 
 rolling-update: venv check-env ## Roll config changes or OS upgrades over the app hosts
 	@$(ANSIBLE_PLAYBOOK) playbooks/rolling_update.yml
+
+# HOSTS: the held app hosts to put back (an Ansible --limit pattern, e.g. app1 or app1:app3).
+HOSTS ?=
+activate: venv check-env ## Put app hosts a failed rollout held out back into service, after their health gate (HOSTS=app1)
+	@[ -n "$(HOSTS)" ] || { echo "brigade: name the hosts to put back: make activate HOSTS=app1 (make health lists the held ones)." >&2; exit 2; }
+	@$(ANSIBLE_PLAYBOOK) playbooks/rolling_update.yml --limit '$(HOSTS)' -e rolling_update_action=activate -e rolling_update_activate_held=true
 
 rollback: venv check-env ## Go back to the previous healthy release, host by host
 	@$(ANSIBLE_PLAYBOOK) playbooks/rollback.yml

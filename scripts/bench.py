@@ -144,7 +144,7 @@ def _ok(answer: tuple[int, object, object], expected: int = 200) -> object:
 def container_cpu() -> dict[str, float]:
     """CPU time (ms) each local host's container has used so far, from its cgroup."""
     used: dict[str, float] = {}
-    for host in ("lb1", "app1", "app2", "db1", "cache1"):
+    for host in sorted(h for h, meta in HOSTS.items() if set(meta["groups"]) & {"lb", "app", "db", "cache"}):
         cid = run(["docker", "inspect", "--format", "{{.Id}}", f"brigade-{host}"]).strip()
         v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage")
         if v1.exists():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full-stack Molecule scenario (molecule/default): the six hosts of the
+# The full-stack Molecule scenario (molecule/default): the seven hosts of the
 # local environment made fresh, converged with playbooks/site.yml, converged
 # again (changed=0 on every host), then tests/stack, tests/drills, tests/backup and
 # tests/security end to end, in one verifier session. The scenario

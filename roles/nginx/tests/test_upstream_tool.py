@@ -171,3 +171,13 @@ def test_render_changes_only_the_down_flags():
     assert "server 10.0.0.21:5000 max_fails=3 fail_timeout=10s;  # note" in text
     assert "server 10.0.0.23:5000 max_fails=3 fail_timeout=10s down;" in text
     assert text.replace(" down;", ";").replace(";  # note", ";") == UPSTREAM
+
+
+def test_a_new_host_the_upstream_lacks_is_passed_over_when_asked(tool, capsys):
+    # A rolling update that reaches an app host before the nginx role added it.
+    assert tool.main(["--skip-unknown", "10.0.0.24", "--hold", "10.0.0.24"]) == 0
+    captured = capsys.readouterr()
+    assert "not in the upstream yet, nothing to drain: 10.0.0.24" in captured.err
+    assert captured.out.strip() == "unchanged"
+    assert tool.main(["--skip-unknown", "10.0.0.24", A]) == 0
+    assert down_lines(tool) == [A]
