@@ -18,6 +18,25 @@ def test_admin_logs_in_with_key_and_sudo(host):
     assert res.stdout.strip() == "0"
 
 
+def test_former_admin_is_locked_out(host):
+    """formeradmin (made by converge.yml: in the admin group, with a key) is not on the list."""
+    assert host.user("formeradmin").exists, "the account stays, locked"
+    assert "brigade-admins" not in host.user("formeradmin").groups
+    assert host.user("formeradmin").shell == "/usr/sbin/nologin"
+    shadow = host.check_output("getent shadow formeradmin").split(":")
+    assert shadow[1].startswith("!"), "password not locked"
+    assert shadow[7] == "1", "account not expired"
+    assert not host.file("/home/formeradmin/.ssh/authorized_keys").exists
+    sudo = host.run("sudo -l -U formeradmin")
+    assert "is not allowed to run sudo" in sudo.stdout, sudo.stdout
+    res = host.run(f"{SSH} -o IdentitiesOnly=yes -i /root/.ssh/former_ed25519 formeradmin@127.0.0.1 true")
+    assert res.rc != 0
+    assert "Permission denied" in res.stderr
+    # The admin on the list is untouched.
+    assert "brigade-admins" in host.user("opsadmin").groups
+    assert host.check_output("getent shadow opsadmin").split(":")[7] == ""
+
+
 def test_password_login_refused(host):
     no_keys = "-o PubkeyAuthentication=no -o PreferredAuthentications=password,keyboard-interactive"
     res = host.run(f"{SSH} {no_keys} opsadmin@127.0.0.1 true")
