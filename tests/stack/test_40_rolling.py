@@ -11,27 +11,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.load.loadgen import Result
-from tests.load.stack import RATE, Load, orders_in_database
+from tests.load.stack import Load
+from tests.stack.releases import APPS, assert_clean, current_link, release_on
 from tests.stacklib import HOSTS, run_playbook, ssh, webhook_alerts
-
-APPS = sorted(h for h, meta in HOSTS.items() if "app" in meta["groups"])
-
-
-def _release_on(host: str) -> str:
-    res = ssh(host, f"curl -s http://{HOSTS[host]['ip']}:5000/api/v1/version")
-    assert res.returncode == 0, res.stderr
-    return str(json.loads(res.stdout)["release_id"])
-
-
-def _current_link(host: str) -> str:
-    res = ssh(host, "readlink /opt/brigade/current")
-    assert res.returncode == 0, res.stderr
-    return Path(res.stdout.strip()).name
 
 
 def _upstream(host: str = "lb1") -> str:
@@ -40,18 +25,10 @@ def _upstream(host: str = "lb1") -> str:
     return res.stdout
 
 
-def _assert_clean(result: Result) -> None:
-    assert result.achieved_rate >= 0.98 * RATE, result.summary()
-    assert result.non_2xx == 0, result.summary()
-    acknowledged = len(result.orders)
-    assert acknowledged > 0, "no order was acknowledged: the load did not exercise writes"
-    assert orders_in_database(result) == acknowledged
-
-
 @pytest.fixture(scope="module")
 def releases() -> dict[str, str]:
     """The release running before these tests, and a new id for the deploy."""
-    before = {host: _release_on(host) for host in APPS}
+    before = {host: release_on(host) for host in APPS}
     assert len(set(before.values())) == 1, before
     old = next(iter(before.values()))
     return {"old": old, "new": f"{old.split('-')[0]}-deploy{int(time.time())}"}
@@ -70,8 +47,8 @@ def test_rolling_deploy_under_load_drops_nothing(releases):
         )
         print(f"deploy.yml took {time.monotonic() - started:.1f} s")
     assert load.result is not None
-    _assert_clean(load.result)
-    assert {host: _release_on(host) for host in APPS} == {host: releases["new"] for host in APPS}
+    assert_clean(load.result)
+    assert {host: release_on(host) for host in APPS} == {host: releases["new"] for host in APPS}
     events = [json.loads(line) for line in load.events.read_text().splitlines()]
     assert [(e["host"], e["event"]) for e in events] == [(h, e) for h in APPS for e in ("drained", "back")]
     assert " down" not in _upstream()
@@ -83,8 +60,8 @@ def test_rollback_under_load_drops_nothing(releases):
         run_playbook("rollback.yml", "-e", f"rolling_update_events={load.events}", log_name="rollback")
         print(f"rollback.yml took {time.monotonic() - started:.1f} s")
     assert load.result is not None
-    _assert_clean(load.result)
-    assert {host: _release_on(host) for host in APPS} == {host: releases["old"] for host in APPS}
+    assert_clean(load.result)
+    assert {host: release_on(host) for host in APPS} == {host: releases["old"] for host in APPS}
     for host in APPS:
         assert ssh(host, f"test -e /opt/brigade/releases/{releases['new']}/FAILED").returncode == 0
 
@@ -93,7 +70,7 @@ def test_a_second_rollback_is_refused_and_changes_nothing(releases):
     with pytest.raises(AssertionError) as refused:
         run_playbook("rollback.yml", log_name="rollback-refused")
     assert "cannot roll back" in str(refused.value)
-    assert {host: _current_link(host) for host in APPS} == {host: releases["old"] for host in APPS}
+    assert {host: current_link(host) for host in APPS} == {host: releases["old"] for host in APPS}
     assert " down" not in _upstream()
 
 
@@ -116,14 +93,14 @@ def test_a_canary_that_never_gets_ready_stops_the_rollout(releases):
             )
         assert "did not become ready" in str(failed.value)
     assert load.result is not None
-    _assert_clean(load.result)
+    assert_clean(load.result)
     # The canary went back to the old release and stays out of the upstream;
     # every other host never left the old release.
-    assert _current_link(canary) == releases["old"]
+    assert current_link(canary) == releases["old"]
     assert ssh(canary, f"test -e /opt/brigade/releases/{broken}/FAILED").returncode == 0
     for host in rest:
-        assert _current_link(host) == releases["old"]
-        assert _release_on(host) == releases["old"]
+        assert current_link(host) == releases["old"]
+        assert release_on(host) == releases["old"]
     upstream = _upstream()
     assert f"{HOSTS[canary]['ip']}:5000 max_fails" in upstream
     assert [line for line in upstream.splitlines() if line.strip().endswith(" down;")] == [

@@ -21,67 +21,25 @@ import time
 
 import pytest
 
-from tests.load.loadgen import Result
-from tests.load.stack import RATE, Load, orders_in_database
-from tests.stacklib import HOSTS, ROOT, run_playbook, ssh
-
-APPS = sorted(h for h, meta in HOSTS.items() if "app" in meta["groups"])
-LBS = sorted(h for h, meta in HOSTS.items() if "lb" in meta["groups"])
+from tests.load.stack import Load
+from tests.stack.releases import APPS, LBS, assert_clean, current_link, down_hosts, held_hosts, release_on
+from tests.stacklib import ROOT, run_playbook, ssh
 
 pytestmark = pytest.mark.skipif(
     len(APPS) < 3, reason="needs three app hosts: a batch of two with one more in service (inventories/local has three)"
 )
 
 
-def _release_on(host: str) -> str:
-    res = ssh(host, f"curl -s http://{HOSTS[host]['ip']}:5000/api/v1/version")
-    assert res.returncode == 0, res.stderr
-    return str(json.loads(res.stdout)["release_id"])
-
-
-def _current_link(host: str) -> str:
-    res = ssh(host, "readlink /opt/brigade/current")
-    assert res.returncode == 0, res.stderr
-    return res.stdout.strip().rsplit("/", 1)[-1]
-
-
-def _upstream_state(lb: str) -> dict:
-    res = ssh(lb, "sudo -n /usr/local/sbin/brigade-nginx-upstream --status")
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
-
-
-def _down_hosts() -> dict[str, list[str]]:
-    """Per load balancer, the app hosts marked down in its upstream."""
-    by_ip = {HOSTS[h]["ip"]: h for h in APPS}
-    return {lb: sorted(by_ip[a.rsplit(":", 1)[0]] for a in _upstream_state(lb)["down"]) for lb in LBS}
-
-
-def _held_hosts() -> dict[str, list[str]]:
-    by_ip = {HOSTS[h]["ip"]: h for h in APPS}
-    return {lb: sorted(by_ip[a.rsplit(":", 1)[0]] for a in _upstream_state(lb)["held"]) for lb in LBS}
-
-
-def _assert_clean(result: Result) -> None:
-    assert result.achieved_rate >= 0.98 * RATE, result.summary()
-    assert result.non_2xx == 0, result.summary()
-    acknowledged = len(result.orders)
-    assert acknowledged > 0, "no order was acknowledged: the load did not exercise writes"
-    assert orders_in_database(result) == acknowledged
-
-
 def test_a_batch_of_two_with_one_failure_puts_the_healthy_host_back_and_holds_the_other():
-    before = {host: _release_on(host) for host in APPS}
+    before = {host: release_on(host) for host in APPS}
     assert len(set(before.values())) == 1, before
     old = before[APPS[0]]
     new = f"{old.split('-')[0]}-halfbatch{int(time.time())}"
     good, bad, later = APPS[0], APPS[1], APPS[2]
     # Per host, as Ansible templates extra vars: only `bad` listens where
     # nothing looks for it, so only its health gate fails.
-    bind = (
-        f"{{{{ '127.0.0.1:5999' if inventory_hostname == '{bad}'"
-        " else (app_bind_address | ansible.utils.ipwrap) ~ ':' ~ app_port }}"
-    )
+    # (Preflight templates it too, before any role's defaults are in scope.)
+    bind = f"{{{{ '127.0.0.1:5999' if inventory_hostname == '{bad}' else brigade_private_ip ~ ':5000' }}}}"
     settings = {
         "app_release_env": {"APP_BIND": bind},
         "app_health_retries": 8,
@@ -102,16 +60,16 @@ def test_a_batch_of_two_with_one_failure_puts_the_healthy_host_back_and_holds_th
             )
         output = str(failed.value)
         # One line says which host failed and what /readyz answered.
-        assert f"{bad} failed: Release {new} did not become ready on {bad}" in output, output[-3000:]
+        assert f"{bad}: Release {new} did not become ready on {bad}" in output, output[-3000:]
         assert "make activate HOSTS=" in output
 
-        after = {host: _current_link(host) for host in APPS}
-        down_after_deploy = _down_hosts()
-        held_after_deploy = _held_hosts()
+        after = {host: current_link(host) for host in APPS}
+        down_after_deploy = down_hosts()
+        held_after_deploy = held_hosts()
 
         # A full run of the nginx role renders the upstream again: the held host stays out.
         run_playbook("lb.yml", log_name="half-batch-lb")
-        down_after_lb = _down_hosts()
+        down_after_lb = down_hosts()
 
         # A later rollout (everyone back on the old release) drains and puts back
         # its own hosts: the held one stays out all along.
@@ -125,17 +83,17 @@ def test_a_batch_of_two_with_one_failure_puts_the_healthy_host_back_and_holds_th
             f"rolling_update_events={load.events}",
             log_name="half-batch-later-rollout",
         )
-        down_after_rollout = _down_hosts()
+        down_after_rollout = down_hosts()
         health = subprocess.run(["make", "health"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
         # The explicit activate: its gate on the release it runs, then back.
         activate = subprocess.run(
             ["make", "activate", f"HOSTS={bad}"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
         )
-        down_after_activate = _down_hosts()
+        down_after_activate = down_hosts()
     assert load.result is not None
     print(load.result.summary())
-    _assert_clean(load.result)
+    assert_clean(load.result)
 
     assert after == {good: new, bad: old, later: old}, after
     assert ssh(bad, f"test -e /opt/brigade/releases/{new}/FAILED").returncode == 0
@@ -143,14 +101,14 @@ def test_a_batch_of_two_with_one_failure_puts_the_healthy_host_back_and_holds_th
     assert held_after_deploy == {lb: [bad] for lb in LBS}, held_after_deploy
     assert down_after_lb == {lb: [bad] for lb in LBS}, down_after_lb
     assert down_after_rollout == {lb: [bad] for lb in LBS}, down_after_rollout
-    assert {host: _release_on(host) for host in (good, later)} == {good: old, later: old}
+    assert {host: release_on(host) for host in (good, later)} == {good: old, later: old}
     print(health.stdout[-2000:])
     assert health.returncode == 0, health.stdout[-3000:] + health.stderr[-2000:]
     assert f"DRAINED: {bad} (held since" in health.stdout, health.stdout[-3000:]
     assert activate.returncode == 0, activate.stdout[-3000:] + activate.stderr[-2000:]
     assert down_after_activate == {lb: [] for lb in LBS}, down_after_activate
-    assert _held_hosts() == {lb: [] for lb in LBS}
-    assert {host: _release_on(host) for host in APPS} == dict.fromkeys(APPS, old)
+    assert held_hosts() == {lb: [] for lb in LBS}
+    assert {host: release_on(host) for host in APPS} == dict.fromkeys(APPS, old)
 
 
 def test_make_activate_without_hosts_is_refused():
