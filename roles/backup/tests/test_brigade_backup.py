@@ -132,6 +132,25 @@ def test_the_timer_stages_its_exports_in_their_own_set_and_keeps_the_newest(bb, 
     assert done["staging_pruned"] == ["exports-20261201-021500", "exports-20261202-021500"]
 
 
+def test_the_repository_timer_applies_the_retention_after_its_backup(bb, tmp_path, monkeypatch):
+    bb.CONF["timer_parts"] = ["pgbackrest"]
+    labels = ["20261201-021500F", "20261201-021500F_20261202-021500D", "20261201-021500F_20261203-021500D"]
+    for label in labels[:2]:
+        _set(tmp_path, label)
+    monkeypatch.setattr(bb, "info", lambda: [{"label": label} for label in labels])
+
+    def backup(kind: str) -> dict:
+        _set(tmp_path, labels[2])
+        return {"label": labels[2], "type": "diff"}
+
+    monkeypatch.setattr(bb, "cmd_pgbackrest", backup)
+    done = bb.cmd_timer()
+    assert done["pgbackrest"]["label"] == labels[2]
+    # logical_retention is 2: the oldest set's exports go.
+    assert done["prune"]["pruned"] == [labels[0]]
+    assert "staging_pruned" not in done
+
+
 def _keypair() -> tuple[str, str]:
     out = subprocess.run(["age-keygen"], capture_output=True, text=True, check=True).stdout
     identity = next(line for line in out.splitlines() if line.startswith("AGE-SECRET-KEY-1"))
