@@ -62,7 +62,11 @@ rule_tests() {
 run_stage() {
   case "$1" in
     lint) scripts/lint.sh ;;
-    pytest) python -m pytest -q tests --ignore=tests/stack --ignore=tests/security --ignore=tests/drills --ignore=tests/backup ;;
+    pytest)
+      apt_install age &&
+        python -m pytest -q tests roles/backup/tests \
+          --ignore=tests/stack --ignore=tests/security --ignore=tests/drills --ignore=tests/backup
+      ;;
     app) bash app/test.sh ;;
     rules) rule_tests ;;
     molecule:*) scripts/molecule.sh "${1#molecule:}" test ;;

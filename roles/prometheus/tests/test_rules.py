@@ -110,3 +110,25 @@ def test_a_dead_target_reaches_the_receiver_within_a_minute_on_paper():
     assert budget <= 60, f"worst case {budget:.0f} s"
     assert seconds(prom["prometheus_scrape_interval"]) == 15
     assert seconds(prom["prometheus_evaluation_interval"]) == 15
+
+
+def test_wal_archiving_failing_reaches_the_receiver_within_two_minutes_on_paper():
+    """Worst case under load: the last segment was archived just before the
+    repository went away, at L. The next one is switched archive_timeout (T)
+    later and waits; at L + 2T it has waited more than T and nothing was
+    archived for 2T: the condition holds (L is at most when the repository
+    went away). The exporter's next scrape sees it, the next evaluation makes
+    the alert pending, `for` later it fires, Alertmanager waits group_wait.
+    tests/drills/test_drill_60_wal_archive.py measures it."""
+    prom = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    am = yaml.safe_load((ROLE.parent / "alertmanager" / "defaults" / "main.yml").read_text())
+    backup = yaml.safe_load((ROLE.parent / "backup" / "defaults" / "main.yml").read_text())
+    budget = (
+        2 * backup["backup_archive_timeout"]
+        + seconds(prom["prometheus_scrape_interval"])
+        + seconds(prom["prometheus_evaluation_interval"])
+        + seconds(ALERTS["WalArchivingFailing"]["for"])
+        + max(seconds(am["alertmanager_critical_group_wait"]), seconds(am["alertmanager_critical_group_interval"]))
+    )
+    assert ALERTS["WalArchivingFailing"]["labels"]["severity"] == "critical"
+    assert budget <= 120, f"worst case {budget:.0f} s"
