@@ -10,6 +10,7 @@ found come back."""
 from __future__ import annotations
 
 import base64
+import fnmatch
 import json
 import textwrap
 import urllib.parse
@@ -27,12 +28,12 @@ SCAN_ROOTS = ["/etc", "/opt", "/usr/local", "/srv", "/home", "/root"]
 # secrets it must hold, why this owner and mode).
 EXPECTED = {
     "app": {
-        "/etc/brigade-api/brigade-api.env": (
+        "/opt/brigade/releases/*/service.env": (
             "brigade-api",
             "brigade-api",
             0o600,
             {"vault_postgresql_app_password", "vault_redis_app_password", "vault_app_secret_key"},
-            "the service's environment: systemd reads it as root, the service user owns it",
+            "each release's environment: systemd reads it as root, the service user owns it",
         ),
         "/etc/brigade-api/deploy.env": (
             "root",
@@ -171,20 +172,24 @@ def test_secrets_are_where_the_roles_put_them_with_their_owner_and_mode(scans):
             print(f"{host}: Grafana is not installed (its package was unreachable): grafana.ini not checked")
             del expected["/etc/grafana/grafana.ini"]
         found = {f["path"]: f for f in scan["found"]}
-        for path in sorted(set(found) - set(expected)):
+        for path in sorted(p for p in found if not any(fnmatch.fnmatchcase(p, pattern) for pattern in expected)):
             problems.append(f"{host}: {path} holds {found[path]['names']}, which no role is meant to write")
-        for path, (owner, group, mode, names, why) in sorted(expected.items()):
-            f = found.get(path)
-            if f is None:
-                problems.append(f"{host}: {path} holds none of {sorted(names)}: is the table above out of date?")
+        for pattern, (owner, group, mode, names, why) in sorted(expected.items()):
+            matches = [f for path, f in sorted(found.items()) if fnmatch.fnmatchcase(path, pattern)]
+            if not matches:
+                problems.append(f"{host}: {pattern} holds none of {sorted(names)}: is the table above out of date?")
                 continue
-            checked += 1
-            got = (f["owner"], f["group"], f["mode"])
-            print(f"{host}: {path} {got[0]}:{got[1]} {got[2]:04o} ({why})")
-            if got != (owner, group, mode):
-                problems.append(f"{host}: {path} is {got[0]}:{got[1]} {got[2]:04o}, want {owner}:{group} {mode:04o}")
-            if not names <= set(f["names"]):
-                problems.append(f"{host}: {path} lacks {sorted(names - set(f['names']))}")
+            for f in matches:
+                path = f["path"]
+                checked += 1
+                got = (f["owner"], f["group"], f["mode"])
+                print(f"{host}: {path} {got[0]}:{got[1]} {got[2]:04o} ({why})")
+                if got != (owner, group, mode):
+                    problems.append(
+                        f"{host}: {path} is {got[0]}:{got[1]} {got[2]:04o}, want {owner}:{group} {mode:04o}"
+                    )
+                if not names <= set(f["names"]):
+                    problems.append(f"{host}: {path} lacks {sorted(names - set(f['names']))}")
     assert checked >= 5, f"only {checked} secret files checked"
     assert not problems, "\n".join(problems)
 
