@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.load.stack import Load
-from tests.stack.releases import APPS, assert_clean, current_link, release_on
+from tests.stack.releases import APPS, LBS, assert_clean, current_link, down_hosts, release_on
 from tests.stacklib import HOSTS, run_playbook, ssh, webhook_alerts
 
 
@@ -51,7 +51,7 @@ def test_rolling_deploy_under_load_drops_nothing(releases):
     assert {host: release_on(host) for host in APPS} == {host: releases["new"] for host in APPS}
     events = [json.loads(line) for line in load.events.read_text().splitlines()]
     assert [(e["host"], e["event"]) for e in events] == [(h, e) for h in APPS for e in ("drained", "back")]
-    assert " down" not in _upstream()
+    assert down_hosts() == {lb: [] for lb in LBS}
 
 
 def test_rollback_under_load_drops_nothing(releases):
@@ -71,7 +71,7 @@ def test_a_second_rollback_is_refused_and_changes_nothing(releases):
         run_playbook("rollback.yml", log_name="rollback-refused")
     assert "cannot roll back" in str(refused.value)
     assert {host: current_link(host) for host in APPS} == {host: releases["old"] for host in APPS}
-    assert " down" not in _upstream()
+    assert down_hosts() == {lb: [] for lb in LBS}
 
 
 def test_a_canary_that_never_gets_ready_stops_the_rollout(releases):
@@ -106,16 +106,28 @@ def test_a_canary_that_never_gets_ready_stops_the_rollout(releases):
     assert [line for line in upstream.splitlines() if line.strip().endswith(" down;")] == [
         line for line in upstream.splitlines() if HOSTS[canary]["ip"] in line
     ]
-    # The operator puts the canary back once it is healthy on the old release.
+    # A later rollout does not put it back (it is held); the operator's explicit
+    # activate does, once it is healthy on the old release.
     run_playbook(
         "rolling_update.yml",
         "-e",
         "rolling_update_action=activate",
         "-e",
         f"app_release_id={releases['old']}",
+        log_name="canary-later-rollout",
+    )
+    assert down_hosts() == {lb: [canary] for lb in LBS}
+    run_playbook(
+        "rolling_update.yml",
+        "--limit",
+        canary,
+        "-e",
+        "rolling_update_action=activate",
+        "-e",
+        "rolling_update_activate_held=true",
         log_name="canary-back",
     )
-    assert " down" not in _upstream()
+    assert down_hosts() == {lb: [] for lb in LBS}
 
 
 def _docker(*args: str) -> None:
