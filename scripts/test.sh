@@ -62,9 +62,11 @@ rule_tests() {
 run_stage() {
   case "$1" in
     lint) scripts/lint.sh ;;
+    # The control-node tests, and the unit tests of the tools the roles ship to
+    # hosts (temporary trees and fakes, no container).
     pytest)
       apt_install age &&
-        python -m pytest -q tests roles/backup/tests \
+        python -m pytest -q tests roles/backup/tests roles/app/tests \
           --ignore=tests/stack --ignore=tests/security --ignore=tests/drills --ignore=tests/backup
       ;;
     app) bash app/test.sh ;;
