@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import importlib.machinery
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -120,8 +121,10 @@ class Tree:
         self.host = br.Host(br.Config.load(str(self.config)), run=self.systemd, proc=str(self.proc), poll=0.02)
         self._installed = 0
 
-    def install(self, name: str, good: bool = True, complete: bool = True) -> Path:
-        """A release directory; the next one is installed a minute later."""
+    def install(self, name: str, good: bool = True, complete: bool = True, legacy: bool = False) -> Path:
+        """A release directory; the next one is installed a minute later. Its
+        complete marker records the install time as the app role writes it,
+        or (legacy) only the id, as before the time was recorded."""
         path = self.releases / name
         (path / "venv" / "bin").mkdir(parents=True)
         (path / "release.env").write_text(f"BRIGADE_RELEASE_ID={name}\n")
@@ -131,7 +134,10 @@ class Tree:
         for env in ("release.env", "service.env"):
             os.utime(path / env, (stamp, stamp))
         if complete:
-            (path / ".complete").write_text(f"{name}\n")
+            at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(stamp))
+            (path / ".complete").write_text(
+                f"{name}\n" if legacy else json.dumps({"release": name, "installed_at": at})
+            )
             os.utime(path / ".complete", (stamp, stamp))
         if good:
             self.good.add(name)
@@ -328,29 +334,189 @@ def test_rollback_goes_to_previous_and_marks_the_release_it_left(tree: Tree) -> 
     assert tree.systemd.running == "r1"
 
 
+def test_rollback_marks_the_release_it_left_only_after_the_target_passed_its_gate(tree: Tree) -> None:
+    tree.install("r1", good=False)
+    tree.install("r2")
+    tree.serve("r2", previous="r1")
+    with pytest.raises(br.Refused) as refused:
+        tree.host.rollback("r1", tree.url, 0.3)
+    message = str(refused.value)
+    assert "Release r1 did not become ready on app9" in message
+    assert "not marked failed" in message
+    assert "current points at r2 again, which answers 200" in message
+    # Neither is marked: the next rollback may still go to r1, or stay on r2.
+    assert not tree.failed("r1")
+    assert not tree.failed("r2")
+    assert (tree.link("current"), tree.link("previous")) == ("r2", "r1")
+    assert tree.systemd.running == "r2"
+    tree.good.add("r1")
+    tree.host.rollback("r1", tree.url, 2.0)
+    assert tree.link("current") == "r1"
+    assert tree.failed("r2")
+
+
+def test_rollback_of_a_host_already_on_the_target_only_checks_it(tree: Tree) -> None:
+    tree.install("r1")
+    tree.install("r2")
+    (tree.releases / "r2" / "FAILED").write_text("x\n")
+    tree.serve("r1", previous="r0")
+    result = tree.host.rollback("r1", tree.url, 2.0)
+    assert (result["changed"], result["skipped"]) == (False, True)
+    assert tree.systemd.calls == []
+    assert (tree.link("current"), tree.link("previous")) == ("r1", "r0")
+    assert not tree.failed("r1")
+    tree.good.clear()
+    with pytest.raises(br.Refused, match=r"app9 already runs r1, the rollback's target, but .* answered 503"):
+        tree.host.rollback("r1", tree.url, 0.2)
+    assert tree.systemd.restarts == []
+
+
+def test_rollback_refuses_a_named_release_that_is_not_healthy_here(tree: Tree) -> None:
+    tree.install("r1")
+    tree.install("r2")
+    (tree.releases / "r1" / "FAILED").write_text("x\n")
+    tree.serve("r2", previous="r1")
+    with pytest.raises(br.Refused, match="app9 cannot roll back: r1 is not a healthy release here"):
+        tree.host.rollback("r1", tree.url, 2.0)
+    assert tree.link("current") == "r2"
+    assert tree.systemd.calls == []
+
+
+def test_two_rollbacks_without_a_name_walk_back_two_releases(tree: Tree) -> None:
+    for name in ("r1", "r2", "r3"):
+        tree.install(name)
+    tree.serve("r3", previous="r2")
+    tree.host.rollback("", tree.url, 2.0)
+    assert (tree.link("current"), tree.failed("r3")) == ("r2", True)
+    # previous is r3 now, marked FAILED: the next one goes further back.
+    tree.host.rollback("", tree.url, 2.0)
+    assert (tree.link("current"), tree.failed("r2")) == ("r1", True)
+    with pytest.raises(br.Refused, match="app9 cannot roll back: no release installed before r1"):
+        tree.host.rollback_check("")
+
+
+def test_state_reads_links_markers_and_install_order(tree: Tree) -> None:
+    tree.install("old", legacy=True)
+    tree.install("r1")
+    tree.install("half", complete=False)
+    tree.install("r2")
+    (tree.releases / "r2" / "FAILED").write_text("x\n")
+    tree.serve("r1", previous="old")
+    state = tree.host.state()
+    assert (state["host"], state["current"], state["previous"]) == ("app9", "r1", "old")
+    releases = state["releases"]
+    assert releases["half"] == {"complete": False, "failed": False, "order": None}
+    assert (releases["r2"]["complete"], releases["r2"]["failed"]) == (True, True)
+    assert releases["old"]["order"][0] == 0
+    assert releases["r1"]["order"][0] == 1
+    assert releases["r1"]["order"][1] < releases["r2"]["order"][1]
+    assert tree.host.install_order() == ["r2", "r1", "old"]
+
+
+def test_install_order_comes_from_the_marker_not_its_modification_time(tree: Tree) -> None:
+    tree.install("r1")
+    tree.install("r2")
+    tree.install("r3")
+    # r1's files look newest, but its marker says it was installed first.
+    for path in (tree.releases / "r1").rglob("*"):
+        os.utime(path, (time.time(), time.time()))
+    os.utime(tree.releases / "r1", (time.time(), time.time()))
+    tree.serve("r3")
+    assert tree.host.install_order() == ["r3", "r2", "r1"]
+    assert tree.host.cleanup(2, "r3") == ["r1"]
+
+
+# --- choose: one target for the tier -----------------------------------------
+
+
+def _rel(order: int, failed: bool = False, complete: bool = True, legacy: bool = False) -> dict[str, Any]:
+    at = f"2026-12-01T10:{order:02d}:00.000000Z"
+    return {"complete": complete, "failed": failed, "order": [0 if legacy else 1, at] if complete else None}
+
+
+def _host(current: str, previous: str, **releases: dict[str, Any]) -> dict[str, Any]:
+    return {"current": current, "previous": previous, "releases": releases}
+
+
+def test_choose_every_host_on_r2_goes_to_previous() -> None:
+    states = {h: _host("r2", "r1", r0=_rel(0), r1=_rel(1), r2=_rel(2)) for h in ("app1", "app2")}
+    choice = br.choose(states)
+    assert (choice["target"], choice["roll"], choice["skip"], choice["refused"]) == ("r1", ["app1", "app2"], [], "")
+
+
+def test_choose_after_a_rollout_that_failed_in_its_second_batch() -> None:
+    states = {
+        "app1": _host("r2", "r1", r0=_rel(0), r1=_rel(1), r2=_rel(2)),
+        "app2": _host("r1", "r0", r0=_rel(0), r1=_rel(1), r2=_rel(2, failed=True)),
+    }
+    choice = br.choose(states)
+    assert (choice["target"], choice["roll"], choice["skip"]) == ("r1", ["app1"], ["app2"])
+
+
+def test_choose_after_one_rollback_goes_one_further_back() -> None:
+    # R3 -> R2 rolled back: R3 is FAILED and previous everywhere; R2.5 was
+    # installed later than R2 but is not older than what runs.
+    states = {
+        h: _host("r2", "r3", r1=_rel(1), r2=_rel(2), r3=_rel(3, failed=True), r4=_rel(4)) for h in ("app1", "app2")
+    }
+    assert br.choose(states)["target"] == "r1"
+
+
+def test_choose_prefers_previous_over_a_newer_release_that_never_ran() -> None:
+    # r1b was installed after r1 (its migration failed, it never switched).
+    states = {h: _host("r2", "r1", r1=_rel(1), r1b=_rel(2), r2=_rel(3)) for h in ("app1", "app2")}
+    assert br.choose(states)["target"] == "r1"
+    # Without a usable previous, the most recently installed older release.
+    states["app1"]["previous"] = states["app2"]["previous"] = ""
+    assert br.choose(states)["target"] == "r1b"
+
+
+def test_choose_needs_the_target_healthy_on_every_host() -> None:
+    states = {
+        "app1": _host("r3", "r2", r1=_rel(1), r2=_rel(2), r3=_rel(3)),
+        "app2": _host("r3", "r2", r1=_rel(1), r2=_rel(2, failed=True), r3=_rel(3)),
+    }
+    assert br.choose(states)["target"] == "r1"
+    del states["app2"]["releases"]["r1"]
+    choice = br.choose(states)
+    assert choice["target"] == ""
+    assert choice["refused"].startswith("app1, app2 cannot roll back: no release installed before r3")
+    assert "newest first: r3 (current on app1, app2)." in choice["refused"]
+    assert "app2: current r3, healthy r3" in choice["refused"]
+    assert [c["release"] for c in choice["choices"]] == ["r3"]
+
+
+def test_choose_orders_releases_installed_before_the_time_was_recorded_first() -> None:
+    # Legacy markers have only a modification time, which may even look newer.
+    states = {h: _host("r2", "", r1=_rel(50, legacy=True), r2=_rel(1)) for h in ("app1", "app2")}
+    assert br.choose(states)["target"] == "r1"
+
+
 @pytest.mark.parametrize(
-    ("setup", "named", "reason"),
+    ("named", "target", "roll", "refused"),
     [
-        ("one", "", "it has 1 healthy release(s) (r1)"),
-        ("failed-previous", "", "it has 1 healthy release(s) (r2)"),
-        ("no-previous", "", "there is no `previous` link"),
-        ("two", "r2", "r2 is already current"),
-        ("two", "r9", "r9 is not a healthy release here"),
+        ("r1", "r1", ["app1"], ""),
+        ("r2", "r2", [], ""),
+        ("r0", "", [], "r0 is not a healthy release on every host (marked FAILED on app1, missing on app2)."),
+        ("rx", "", [], "rx is not a healthy release on every host (half-installed on app1, missing on app2)."),
     ],
 )
-def test_rollback_check_refuses_and_says_why(tree: Tree, setup: str, named: str, reason: str) -> None:
-    tree.install("r1")
-    if setup == "one":
-        tree.serve("r1")
-    else:
-        tree.install("r2")
-        if setup == "failed-previous":
-            (tree.releases / "r1" / "FAILED").write_text("x\n")
-        tree.serve("r2", previous="" if setup == "no-previous" else "r1")
-    with pytest.raises(br.Refused) as refused:
-        tree.host.rollback_check(named)
-    assert str(refused.value).startswith("app9 cannot roll back: ")
-    assert reason in str(refused.value)
+def test_choose_a_named_release(named: str, target: str, roll: list[str], refused: str) -> None:
+    states = {
+        "app1": _host("r2", "r1", r0=_rel(0, failed=True), r1=_rel(1), r2=_rel(2), rx=_rel(3, complete=False)),
+        "app2": _host("r1", "r0", r1=_rel(1), r2=_rel(2)),
+    }
+    states["app2"]["current"] = "r2" if named == "r2" else "r1"
+    choice = br.choose(states, named)
+    assert (choice["target"], choice["roll"]) == (target, roll)
+    assert refused in choice["refused"]
+    assert bool(choice["refused"]) is (target == "")
+
+
+def test_choose_refuses_a_host_without_current_and_an_empty_tier() -> None:
+    states = {"app1": _host("r2", "r1", r1=_rel(1), r2=_rel(2)), "app2": _host("", "", r1=_rel(1), r2=_rel(2))}
+    assert "app2 run(s) no release" in br.choose(states)["refused"]
+    assert "there is no host to roll back" in br.choose({})["refused"]
 
 
 # --- the command line -------------------------------------------------------
@@ -378,6 +544,18 @@ def test_main_reads_its_settings_and_runs_systemctl_from_path(
 def test_main_without_its_settings_exits_1_and_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert br.main(["--config", str(tmp_path / "missing.json"), "status", "r1"]) == 1
     assert "cannot read the settings in" in capsys.readouterr().err
+
+
+def test_main_choose_reads_the_states_on_stdin_and_needs_no_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    states = {"app1": _host("r2", "r1", r1=_rel(1), r2=_rel(2))}
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(states)))
+    assert br.main(["--config", "/nonexistent.json", "choose"]) == 0
+    assert json.loads(capsys.readouterr().out)["target"] == "r1"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("[1]"))
+    assert br.main(["choose"]) == 1
+    assert "host name to state" in capsys.readouterr().err
 
 
 def test_settings_missing_a_key_are_refused(tmp_path: Path) -> None:
