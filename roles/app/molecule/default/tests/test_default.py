@@ -1,5 +1,7 @@
 """The converged app host: the service, its release, its secrets, real requests."""
 
+import json
+
 from conftest import BASE, SERVICE, USER, link_target
 
 testinfra_hosts = ["app"]
@@ -71,7 +73,9 @@ def test_release_layout(host):
     root = host.file(f"{BASE}/releases/{release}")
     assert root.is_directory
     assert (root.user, root.group, root.mode) == ("root", "root", 0o755)
-    assert host.file(f"{BASE}/releases/{release}/.complete").content_string.strip() == release
+    marker = json.loads(host.file(f"{BASE}/releases/{release}/.complete").content_string)
+    assert marker["release"] == release
+    assert marker["installed_at"].endswith("Z")
     assert host.file(f"{BASE}/releases/{release}/venv/bin/brigade-api").exists
     assert host.check_output(f"cat {BASE}/releases/{release}/release.env").endswith(f"BRIGADE_RELEASE_ID={release}")
     assert host.run(f"cd {BASE}/releases/{release}/artifact && sha256sum --strict --quiet -c SHA256SUMS").rc == 0
