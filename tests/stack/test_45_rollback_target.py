@@ -1,49 +1,46 @@
 """One rollback target for the whole app tier, under load.
 
 Three sequences, each under the load of tests/load (mixed reads and
-authenticated orders through nginx), each ending with every app host on the
-release it started on:
+authenticated orders through nginx: 0 non-2xx, every acknowledged order
+kept), each ending with every app host on the release it started on and in
+service:
 
   (i)   two deploys, then two rollbacks without an id: R3 -> R2 -> R1;
   (ii)  a deploy that fails in its second batch (its release is broken on the
-        second host only), then a rollback: one target, the host already on it
-        is neither drained nor restarted;
+        second host only), then a rollback: one target, and the host already
+        on it is neither drained nor restarted (it stays held out, as the
+        rolling machinery holds every failed host, until `make activate`);
   (iii) a rollback whose health gate fails on the first host (neither release
-        gets marked), then a rollback naming the same target, which works.
+        gets marked FAILED), then a rollback naming the same target, which
+        works and, with rolling_update_activate_held, puts the held host back.
 
 Every run keeps up to 10 releases per host (app_keep_releases), so that no
-release a later step goes back to is cleaned up in between, whatever earlier
-suites left on the hosts.
+release a later step goes back to is cleaned up in between, whatever the
+suites before this one left on the hosts.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.load.loadgen import Result
-from tests.load.stack import RATE, Load, orders_in_database
-from tests.stacklib import HOSTS, LOG_DIR, run_playbook, ssh
+from tests.load.stack import Load
+from tests.stack.releases import APPS, LBS, assert_clean, current_link, down_hosts, held_hosts, release_on
+from tests.stacklib import LOG_DIR, ROOT, run_playbook, ssh
 
-APPS = sorted(h for h, meta in HOSTS.items() if "app" in meta["groups"])
+pytestmark = pytest.mark.skipif(len(APPS) < 2, reason="these sequences need at least two app hosts")
+
 KEEP = '{"app_keep_releases": 10}'
-# A gate that gives up quickly on a release that never gets ready.
-SHORT_GATE = {"app_health_retries": 8, "app_health_delay": 1}
+NOBODY_OUT = {lb: [] for lb in LBS}
 
 
-def _release_on(host: str) -> str:
-    res = ssh(host, f"curl -s http://{HOSTS[host]['ip']}:5000/api/v1/version")
-    assert res.returncode == 0, res.stderr
-    return str(json.loads(res.stdout)["release_id"])
-
-
-def _link(host: str, which: str = "current") -> str:
+def _link(host: str, which: str) -> str:
     res = ssh(host, f"readlink /opt/brigade/{which}")
     assert res.returncode == 0, res.stderr
-    return Path(res.stdout.strip()).name
+    return res.stdout.strip().rsplit("/", 1)[-1]
 
 
 def _failed(host: str, release: str) -> bool:
@@ -56,21 +53,17 @@ def _main_pid(host: str) -> str:
     return res.stdout.strip()
 
 
-def _down_hosts() -> list[str]:
-    """The app hosts marked down in lb1's upstream."""
-    res = ssh("lb1", "cat /etc/nginx/conf.d/brigade-upstream.conf")
-    assert res.returncode == 0, res.stderr
-    down = [line for line in res.stdout.splitlines() if line.strip().endswith(" down;")]
-    return [host for host in APPS if any(f"{HOSTS[host]['ip']}:5000 " in line for line in down)]
+def _everyone_on(release: str) -> bool:
+    return {host: release_on(host) for host in APPS} == dict.fromkeys(APPS, release)
 
 
 def _uniform() -> str:
-    """Every app host runs the same release, and it is what `current` names."""
-    running = {host: _release_on(host) for host in APPS}
+    """Every app host runs the same release, `current` names it, and all are in service."""
+    running = {host: release_on(host) for host in APPS}
     assert len(set(running.values())) == 1, running
     release = next(iter(running.values()))
-    assert {host: _link(host) for host in APPS} == dict.fromkeys(APPS, release)
-    assert _down_hosts() == []
+    assert {host: current_link(host) for host in APPS} == dict.fromkeys(APPS, release)
+    assert down_hosts() == NOBODY_OUT
     return release
 
 
@@ -78,17 +71,17 @@ def _new_id(base: str, tag: str) -> str:
     return f"{base.split('-')[0]}-{tag}{int(time.time())}"
 
 
+def _event_count(load: Load) -> int:
+    return len(load.events.read_text().splitlines()) if load.events.exists() else 0
+
+
 def _events(load: Load, since: int = 0) -> list[tuple[str, str]]:
     lines = load.events.read_text().splitlines() if load.events.exists() else []
     return [(e["host"], e["event"]) for e in map(json.loads, lines[since:])]
 
 
-def _event_count(load: Load) -> int:
-    return len(load.events.read_text().splitlines()) if load.events.exists() else 0
-
-
 def _log(name: str) -> str:
-    """The whole output of a run (a failed run's exception holds only its end)."""
+    """A run's whole output (a failed run's exception holds only its end)."""
     return (LOG_DIR / f"{name}.log").read_text()
 
 
@@ -108,118 +101,134 @@ def _deploy(release: str, load: Load, *extra: str, log_name: str) -> str:
 
 def _rollback(load: Load, *extra: str, log_name: str) -> str:
     started = time.monotonic()
-    output = run_playbook(
-        "rollback.yml", "-e", KEEP, "-e", f"rolling_update_events={load.events}", *extra, log_name=log_name
-    )
-    print(f"{log_name}: rollback.yml took {time.monotonic() - started:.1f} s")
-    return output
-
-
-def _assert_clean(result: Result | None) -> None:
-    assert result is not None
-    assert result.achieved_rate >= 0.98 * RATE, result.summary()
-    assert result.non_2xx == 0, result.summary()
-    acknowledged = len(result.orders)
-    assert acknowledged > 0, "no order was acknowledged: the load did not exercise writes"
-    assert orders_in_database(result) == acknowledged
-
-
-@pytest.fixture(scope="module", autouse=True)
-def two_app_hosts() -> None:
-    if len(APPS) < 2:
-        pytest.skip("these sequences need at least two app hosts")
+    try:
+        return run_playbook(
+            "rollback.yml", "-e", KEEP, "-e", f"rolling_update_events={load.events}", *extra, log_name=log_name
+        )
+    finally:
+        print(f"{log_name}: rollback.yml took {time.monotonic() - started:.1f} s")
 
 
 def test_two_rollbacks_without_an_id_go_two_releases_back():
     r1 = _uniform()
     r2, r3 = _new_id(r1, "t45r2-"), _new_id(r1, "t45r3-")
+    every_host = [(h, e) for h in APPS for e in ("drained", "back")]
     with Load("rollback-twice") as load:
         _deploy(r2, load, log_name="t45-deploy-r2")
         _deploy(r3, load, log_name="t45-deploy-r3")
-        assert {host: _release_on(host) for host in APPS} == dict.fromkeys(APPS, r3)
+        assert _everyone_on(r3)
         first = _event_count(load)
         _rollback(load, log_name="t45-rollback-r3-r2")
-        assert {host: _release_on(host) for host in APPS} == dict.fromkeys(APPS, r2)
-        assert all(_failed(host, r3) and not _failed(host, r2) for host in APPS)
-        # previous now names r3, which is FAILED: the next rollback goes past it.
+        on_r2 = _everyone_on(r2)
+        marked_r3 = {host: _failed(host, r3) for host in APPS}
+        # previous names r3 now, which is FAILED: the next rollback goes past it.
         second = _event_count(load)
         _rollback(load, log_name="t45-rollback-r2-r1")
-    _assert_clean(load.result)
-    assert {host: _release_on(host) for host in APPS} == dict.fromkeys(APPS, r1)
-    assert {host: _link(host) for host in APPS} == dict.fromkeys(APPS, r1)
+    assert load.result is not None
+    assert_clean(load.result)
+    assert on_r2
+    assert marked_r3 == dict.fromkeys(APPS, True)
+    assert _everyone_on(r1)
+    assert {host: current_link(host) for host in APPS} == dict.fromkeys(APPS, r1)
     assert all(_failed(host, r2) and not _failed(host, r1) for host in APPS)
-    every_host = [(h, e) for h in APPS for e in ("drained", "back")]
     assert _events(load, first)[: second - first] == every_host
     assert _events(load, second) == every_host
-    assert _down_hosts() == []
+    assert down_hosts() == NOBODY_OUT
 
 
 def test_a_rollout_that_failed_in_its_second_batch_rolls_back_to_one_target():
     r1 = _uniform()
     r2 = _new_id(r1, "t45half-")
     first, second, rest = APPS[0], APPS[1], APPS[2:]
-    # Broken on the second host only: there it listens where nothing looks for
-    # it, so its health gate never passes; on the first host it is fine.
+    # Broken on the second host only (as Ansible templates extra vars, per
+    # host): there it listens where nothing looks for it, so its health gate
+    # never passes; everywhere else its release.env holds only its id.
     only_there = f"{{'APP_BIND': '127.0.0.1:5999'}} if inventory_hostname == '{second}' else {{}}"
-    broken_on_second = json.dumps(
-        {"app_release_env": f"{{{{ {only_there} }}}}", "rolling_update_serial": [1, 1], **SHORT_GATE}
-    )
+    settings = {
+        "app_release_env": f"{{{{ {only_there} }}}}",
+        "rolling_update_serial": [1, 1],
+        "app_health_retries": 8,
+        "app_health_delay": 1,
+    }
     with Load("rollback-half") as load:
         with pytest.raises(AssertionError):
-            _deploy(r2, load, "-e", broken_on_second, log_name="t45-deploy-half")
-        assert f"Release {r2} did not become ready on {second}" in _log("t45-deploy-half")
+            _deploy(r2, load, "-e", json.dumps(settings), log_name="t45-deploy-half")
+        deploy_log = _log("t45-deploy-half")
         # The canary switched and serves r2; the second host went back to r1
-        # (r2 marked FAILED there) and is out of the upstream; later hosts never moved.
-        assert (_link(first), _release_on(first)) == (r2, r2)
-        assert (_link(second), _release_on(second)) == (r1, r1)
-        assert _failed(second, r2)
-        assert not _failed(first, r2)
-        assert all(_link(host) == r1 for host in rest)
-        assert _down_hosts() == [second]
+        # (r2 marked FAILED there) and is held out; later hosts never moved.
+        links_after_deploy = {host: current_link(host) for host in APPS}
+        serving_first = release_on(first)
+        marked_after_deploy = {host: _failed(host, r2) for host in APPS}
+        held_after_deploy = held_hosts()
         pid_before = {host: _main_pid(host) for host in [second, *rest]}
         since = _event_count(load)
-        output = _rollback(load, log_name="t45-rollback-half")
-    _assert_clean(load.result)
+        rollback_log = _rollback(load, log_name="t45-rollback-half")
+        events = _events(load, since)
+        pid_after = {host: _main_pid(host) for host in [second, *rest]}
+        held_after_rollback = held_hosts()
+        # The rolling machinery's hold outlives a rollback: the operator puts the
+        # host back explicitly, after its own health gate.
+        activate = subprocess.run(
+            ["make", "activate", f"HOSTS={second}"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+        )
+    assert load.result is not None
+    assert_clean(load.result)
+    assert f"{second}: Release {r2} did not become ready on {second}" in deploy_log
+    assert links_after_deploy == {first: r2, second: r1, **dict.fromkeys(rest, r1)}, links_after_deploy
+    assert serving_first == r2
+    assert marked_after_deploy == {first: False, second: True, **dict.fromkeys(rest, False)}
+    assert held_after_deploy == {lb: [second] for lb in LBS}
     skipped = ", ".join([second, *rest])
-    assert f"Rolling back to {r1}; already on it (checked, not drained, not restarted): {skipped}." in output
-    assert {host: _release_on(host) for host in APPS} == dict.fromkeys(APPS, r1)
-    assert all(_failed(host, r2) for host in APPS)
+    assert f"Rolling back to {r1}; already on it (checked, not drained, not restarted): {skipped}." in rollback_log
+    # Only the host that ran r2 was drained and restarted; the others kept their process.
+    assert events == [(first, "drained"), (first, "back")]
+    assert pid_after == pid_before
+    assert held_after_rollback == {lb: [second] for lb in LBS}
+    assert activate.returncode == 0, activate.stdout[-3000:] + activate.stderr[-2000:]
+    assert _everyone_on(r1)
+    assert all(_failed(host, r2) for host in APPS[:2])
     assert not any(_failed(host, r1) for host in APPS)
-    # Only the host that was on r2 was drained and restarted.
-    assert _events(load, since) == [(first, "drained"), (first, "back")]
-    assert {host: _main_pid(host) for host in [second, *rest]} == pid_before
-    # The second host passed its health check and is back in the upstream.
-    assert _down_hosts() == []
+    assert down_hosts() == NOBODY_OUT
+    assert held_hosts() == NOBODY_OUT
 
 
 def test_a_rollback_whose_gate_failed_can_be_run_again_with_an_id():
     r1 = _uniform()
     r2 = _new_id(r1, "t45gate-")
-    first, others = APPS[0], APPS[1:]
+    first = APPS[0]
+    # A gate that cannot pass (a path the app does not serve): the first host
+    # switches to r1, fails it, and goes back to r2.
+    unreachable_gate = {"app_health_path": "/no-such-page", "app_health_retries": 5, "app_health_delay": 1}
     with Load("rollback-retry") as load:
         _deploy(r2, load, log_name="t45-deploy-gate")
-        assert {host: _release_on(host) for host in APPS} == dict.fromkeys(APPS, r2)
-        # A health gate that cannot pass (a path the app does not serve): the
-        # first host switches to r1, fails the gate and goes back to r2.
+        deployed = _everyone_on(r2)
         with pytest.raises(AssertionError):
-            _rollback(
-                load,
-                "-e",
-                json.dumps({"app_health_path": "/no-such-page", "app_health_retries": 5, "app_health_delay": 1}),
-                log_name="t45-rollback-gate-fails",
-            )
-        message = _log("t45-rollback-gate-fails")
-        assert f"Release {r1} did not become ready on {first}" in message
-        assert "not marked failed" in message
-        assert {host: _link(host) for host in APPS} == dict.fromkeys(APPS, r2)
-        assert _release_on(first) == r2
+            _rollback(load, "-e", json.dumps(unreachable_gate), log_name="t45-rollback-gate-fails")
+        failed_log = _log("t45-rollback-gate-fails")
+        links_after_failure = {host: current_link(host) for host in APPS}
+        serving_first = release_on(first)
         # Neither release is marked anywhere: both stay targets.
-        assert not any(_failed(host, r1) or _failed(host, r2) for host in APPS)
-        assert _down_hosts() == [first]
-        _rollback(load, "-e", f"app_rollback_release={r1}", log_name="t45-rollback-named")
-    _assert_clean(load.result)
-    assert {host: _release_on(host) for host in APPS} == dict.fromkeys(APPS, r1)
+        marked = [(host, r) for host in APPS for r in (r1, r2) if _failed(host, r)]
+        held_after_failure = held_hosts()
+        _rollback(
+            load,
+            "-e",
+            f"app_rollback_release={r1}",
+            "-e",
+            '{"rolling_update_activate_held": true}',
+            log_name="t45-rollback-named",
+        )
+    assert load.result is not None
+    assert_clean(load.result)
+    assert deployed
+    assert f"{first}: Release {r1} did not become ready on {first}" in failed_log
+    assert "not marked failed" in failed_log
+    assert links_after_failure == dict.fromkeys(APPS, r2)
+    assert serving_first == r2
+    assert marked == []
+    assert held_after_failure == {lb: [first] for lb in LBS}
+    assert _everyone_on(r1)
     assert all(_failed(host, r2) and not _failed(host, r1) for host in APPS)
-    assert _link(first, "previous") == r2
-    assert all(_link(host, "previous") == r2 for host in others)
-    assert _down_hosts() == []
+    assert {host: _link(host, "previous") for host in APPS} == dict.fromkeys(APPS, r2)
+    assert down_hosts() == NOBODY_OUT
+    assert held_hosts() == NOBODY_OUT
