@@ -66,7 +66,7 @@ run_stage() {
     # hosts (temporary trees and fakes, no container).
     pytest)
       apt_install age &&
-        python -m pytest -q tests roles/backup/tests roles/app/tests \
+        python -m pytest -q tests roles/backup/tests roles/app/tests roles/nginx/tests \
           --ignore=tests/stack --ignore=tests/security --ignore=tests/drills --ignore=tests/backup
       ;;
     app) bash app/test.sh ;;

@@ -12,6 +12,7 @@ serves. Under load through nginx: 0 non-2xx, every acknowledged order kept.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -27,6 +28,21 @@ def _readyz(host: str) -> tuple[int, dict]:
     return int(code), json.loads(body) if body.strip() else {}
 
 
+def _wrong_password_dsn(host: str) -> str:
+    """The host's running DATABASE_URL with another password: only the service gets it.
+
+    (A wrong app_database_password would also reach the deploy's own steps,
+    which then stop before any host switches; the test wants the canary to
+    switch and fail its gate.)
+    """
+    res = ssh(host, "sudo -n grep '^DATABASE_URL=' /opt/brigade/current/service.env")
+    assert res.returncode == 0, res.stderr
+    value = re.sub(r"\\(.)", r"\1", res.stdout.strip().split("=", 1)[1].strip('"'))
+    wrong, count = re.subn(r"^([^:]+://[^:/@]+:)[^@]*@", r"\1not-the-password@", value)
+    assert count == 1, "DATABASE_URL has no user:password@"
+    return wrong
+
+
 def _upstream(lb: str, *args: str) -> None:
     res = ssh(lb, "sudo -n /usr/local/sbin/brigade-nginx-upstream " + " ".join(args))
     assert res.returncode == 0, res.stdout + res.stderr
@@ -38,7 +54,11 @@ def test_a_release_with_a_wrong_database_password_fails_its_canary_and_nobody_el
     old = before[APPS[0]]
     new = f"{old.split('-')[0]}-badconfig{int(time.time())}"
     canary, other = APPS[0], APPS[1]
-    settings = {"app_database_password": "not-the-password", "app_health_retries": 8, "app_health_delay": 1}
+    settings = {
+        "app_extra_env": {"DATABASE_URL": _wrong_password_dsn(canary)},
+        "app_health_retries": 8,
+        "app_health_delay": 1,
+    }
     with Load("bad-config") as load:
         try:
             run_playbook(

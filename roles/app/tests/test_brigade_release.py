@@ -117,6 +117,7 @@ class Tree:
         self.config.write_text(json.dumps(self.settings))
         self.systemd = FakeSystemd(self)
         self.good: set[str] = set()
+        self.why = "database: OperationalError"
         self.url = ""
         self.host = br.Host(br.Config.load(str(self.config)), run=self.systemd, proc=str(self.proc), poll=0.02)
         self._installed = 0
@@ -166,8 +167,11 @@ def tree(tmp_path: Path) -> Iterator[Tree]:
     class Health(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             ok = tree.systemd.active and tree.systemd.running in tree.good
+            body = json.dumps({"status": "ok" if ok else "unavailable", "reason": None if ok else tree.why})
             self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "application/json")
             self.end_headers()
+            self.wfile.write(body.encode())
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -269,6 +273,8 @@ def test_activate_that_never_gets_ready_marks_it_failed_and_goes_back(tree: Tree
         _activate(tree, "r2", timeout=0.3)
     message = str(refused.value)
     assert "Release r2 did not become ready on app9 (health gate:" in message
+    # What /readyz answered, with its reason: the operator reads why in one line.
+    assert "answered 503 (database: OperationalError)" in message
     assert "current points at r1 again, which answers 200" in message
     assert tree.failed("r2")
     assert (tree.link("current"), tree.link("previous")) == ("r1", "r0")

@@ -156,6 +156,13 @@ def test_status_reports_down_and_held(tool, capsys):
     assert set(got["held"]) == {B}
 
 
+def test_status_before_the_first_upstream_is_empty_json(tool, capsys):
+    """The nginx role asks for the held backends before it first renders the upstream."""
+    Path(tool.UPSTREAM).unlink()
+    assert tool.main(["--status"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"backends": [], "down": [], "held": {}}
+
+
 def test_a_held_backend_gone_from_the_upstream_is_forgotten(tool):
     Path(tool.STATE).write_text(json.dumps({"held": {"10.0.0.99:5000": {"since": "x"}, B: {"since": "y"}}}))
     assert tool.main([]) == 0

@@ -85,15 +85,20 @@ def test_release_layout(host):
     assert host.run(f"runuser -u {USER} -- touch {BASE}/releases/{release}/venv/x").rc != 0
 
 
+# The service's environment belongs to its release (switched with `current`).
+SERVICE_ENV = f"{BASE}/current/service.env"
+
+
 def test_secrets_file_belongs_to_the_service_user_only(host):
-    env = host.file(f"/etc/{SERVICE}/{SERVICE}.env")
+    env = host.file(SERVICE_ENV)
+    assert not host.file(f"/etc/{SERVICE}/{SERVICE}.env").exists, "the environment lives in the release now"
     assert (env.user, env.group, env.mode) == (USER, USER, 0o600)
     deploy = host.file(f"/etc/{SERVICE}/deploy.env")
     assert (deploy.user, deploy.group, deploy.mode) == ("root", "root", 0o600)
 
 
 def test_service_never_sees_the_migration_or_admin_password(host, secrets):
-    env = host.file(f"/etc/{SERVICE}/{SERVICE}.env").content_string
+    env = host.file(SERVICE_ENV).content_string
     assert secrets["postgresql_migrator_password"] not in env
     assert secrets["app_admin_password"] not in env
     assert "MIGRATION_DATABASE_URL" not in env
@@ -102,7 +107,7 @@ def test_service_never_sees_the_migration_or_admin_password(host, secrets):
 def test_secrets_reach_the_service_unchanged(host, secrets):
     """Quotes, $ and backslashes in the key, and / : @ in the Redis password, survive."""
     res = host.run(
-        f"systemd-run --quiet --wait --pipe --collect -p EnvironmentFile=/etc/{SERVICE}/{SERVICE}.env printenv APP_SECRET_KEY"
+        f"systemd-run --quiet --wait --pipe --collect -p EnvironmentFile={SERVICE_ENV} printenv APP_SECRET_KEY"
     )
     assert res.rc == 0, res.stderr
     assert res.stdout.rstrip("\n") == secrets["app_secret_key"]
