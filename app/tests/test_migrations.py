@@ -33,7 +33,7 @@ def test_schema_matches_models(pg: PostgresServer, migrated: Any) -> None:
 
 def test_migrate_is_idempotent(pg: PostgresServer, migrated: Any) -> None:
     result = migrate(pg, DB_NAME)
-    assert "database at revision 0001_initial" in result.stdout
+    assert "database at revision 0002_orders_created_at" in result.stdout
     assert "granted runtime privileges to role brigade_app" in result.stdout
 
 

@@ -38,7 +38,7 @@ def test_healthz_and_version(client: TestClient) -> None:
         "name": "brigade-api",
         "version": __version__,
         "release_id": "test-release-42",
-        "schema_revision": "0001_initial",
+        "schema_revision": "0002_orders_created_at",
     }
 
 

@@ -60,7 +60,7 @@ def test_backup_then_point_in_time_restore_after_the_database_is_destroyed(recor
         log_name="restore-pitr",
     )
     restore_seconds = time.time() - started
-    assert "restore OK: db1 from set " in out
+    assert "db1: restore OK from set " in out
 
     assert order_ids(before) == set(before), "orders acknowledged before T are missing"
     assert order_ids(after) == set(), "orders sent after T came back"

@@ -1,10 +1,13 @@
 """Bad input: a missing passphrase or age key stops backup.yml before it takes
 anything, naming the variable; restore.yml refuses without its confirmation and
 a target time in the future or before the oldest backup; a corrupt backup file
-stops a restore at checksum verification with the live database untouched."""
+stops a restore at checksum verification, and a database host without room for
+the restored cluster beside the old one stops a restore (and the drill) before
+anything changes: the live database untouched."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -58,7 +61,12 @@ def test_restore_refuses_a_target_time_outside_the_window(when, says):
     assert _postmaster_start() == started
 
 
+def _kept() -> str:
+    return ssh(DB_HOST, "ls -d /var/lib/postgresql/15/main.*-restore-* 2>/dev/null").stdout
+
+
 def test_corrupt_backup_file_stops_the_restore_at_checksum_verification():
+    kept = _kept()
     label = pgbackrest_info()[-1]["label"]
     victim = f"/var/lib/pgbackrest/sets/{label}/brigade.dump.age"
     repo(f"cp -p {victim} /root/brigade-dump.pristine")
@@ -73,4 +81,38 @@ def test_corrupt_backup_file_stops_the_restore_at_checksum_verification():
     assert "Restore | drain every app host" not in output
     assert _postmaster_start() == started
     assert psql("SELECT count(*) FROM brigade.orders") == orders
-    assert ssh(DB_HOST, "ls -d /var/lib/postgresql/15/main.pre-restore-* 2>/dev/null").stdout == ""
+    assert _kept() == kept
+
+
+@contextlib.contextmanager
+def _reserve_on_db(mib: int):
+    """backup_restore_reserve_mib on the database host, as an inventory would
+    set it (its settings file), put back afterwards."""
+    conf = "/etc/brigade-backup.json"
+    original = ssh(DB_HOST, f"sudo -n cat {conf}").stdout
+    changed = json.loads(original) | {"restore_reserve_mib": mib}
+    assert ssh(DB_HOST, f"sudo -n tee {conf} >/dev/null", input=json.dumps(changed)).returncode == 0
+    try:
+        yield
+    finally:
+        assert ssh(DB_HOST, f"sudo -n tee {conf} >/dev/null", input=original).returncode == 0
+
+
+def test_a_disk_without_room_for_both_copies_stops_the_restore_and_the_drill():
+    started = _postmaster_start()
+    orders = psql("SELECT count(*) FROM brigade.orders")
+    kept = _kept()
+    # More than any disk here has free: the host cannot hold the restored
+    # cluster beside the one it keeps.
+    with _reserve_on_db(1 << 30):
+        output = _fails("restore.yml", "-e", "restore_confirm=db1")
+        drill = ssh(DB_HOST, "sudo -n /usr/local/sbin/brigade-backup drill", timeout=120)
+    assert "kept free (backup_restore_reserve_mib) on /var/lib/postgresql/15" in output, output[-3000:]
+    assert "Nothing has changed." in output
+    assert "Restore | drain every app host" not in output
+    assert drill.returncode != 0
+    assert "the drill's restore of set" in drill.stderr
+    assert "backup_restore_reserve_mib" in drill.stderr
+    assert _postmaster_start() == started
+    assert psql("SELECT count(*) FROM brigade.orders") == orders
+    assert _kept() == kept

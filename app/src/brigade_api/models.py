@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -161,6 +162,7 @@ class Order(Base):
             "status IN ('pending', 'preparing', 'ready', 'served', 'paid', 'cancelled')",
             name="status",
         ),
+        Index("ix_orders_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

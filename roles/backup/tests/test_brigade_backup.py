@@ -209,3 +209,128 @@ def test_export_key_needs_an_identity_and_an_export(bb, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("AGE-SECRET-KEY-1QQQ"))
     with pytest.raises(bb.Refused, match="holds a logical export"):
         bb.cmd_export_key()
+
+
+# --- the way back from a restore -------------------------------------------
+
+
+@pytest.fixture
+def pg(bb, tmp_path, monkeypatch):
+    """A data directory in tmp_path, systemctl and psql recorded, not run."""
+    data = tmp_path / "15" / "main"
+    (data / "pg_wal" / "archive_status").mkdir(parents=True)
+    bb.CONF.update(
+        {
+            "pg_data": str(data),
+            "pg_unit": "postgresql@15-main",
+            "restore_keep_days": 7,
+            "restore_reserve_mib": 1024,
+            "archive_flush_timeout": 0,
+        }
+    )
+    calls: list[list[str]] = []
+
+    def fake_run(argv, user=None, **kw):
+        calls.append(list(argv))
+        return subprocess.CompletedProcess(argv, 3 if argv[:2] == ["systemctl", "is-active"] else 0, "", "")
+
+    monkeypatch.setattr(bb, "run", fake_run)
+    bb.calls = calls
+    bb.data = data
+    return bb
+
+
+def _kept(pg, name: str, size: int = 10) -> Path:
+    path = pg.data.with_name(name)
+    path.mkdir()
+    (path / "PG_VERSION").write_bytes(b"x" * size)
+    return path
+
+
+def test_kept_copies_are_listed_oldest_first_with_size_and_expiry(pg):
+    _kept(pg, "main.pre-restore-20261207T101500Z", 100)
+    _kept(pg, "main.failed-restore-20261201T080000Z", 5)
+    pg.data.with_name("main.something-else").mkdir()
+    kept = pg.kept_copies()
+    assert [(c["name"], c["kind"], c["bytes"]) for c in kept] == [
+        ("main.failed-restore-20261201T080000Z", "failed-restore", 5),
+        ("main.pre-restore-20261207T101500Z", "pre-restore", 100),
+    ]
+    assert kept[1]["expires"] == "2026-12-14T10:15:00+00:00"
+
+
+def test_kept_copies_expire_after_restore_keep_days(pg):
+    old = _kept(pg, "main.pre-restore-20261130T101500Z")
+    new = _kept(pg, "main.pre-restore-20261207T101500Z")
+    now = pg.dt.datetime(2026, 12, 8, tzinfo=pg.dt.UTC)
+    assert pg.expire_kept(now) == ["main.pre-restore-20261130T101500Z"]
+    assert not old.exists()
+    assert new.exists()
+
+
+def test_discard_removes_only_a_kept_copy_named_as_listed(pg):
+    copy = _kept(pg, "main.pre-restore-20261207T101500Z")
+    for name in ("main", "../main", "main.pre-restore-20990101T000000Z", str(copy)):
+        with pytest.raises(pg.Refused, match="no kept copy named"):
+            pg.cmd_discard(name)
+    assert pg.data.exists()
+    assert copy.exists()
+    assert pg.cmd_discard(copy.name)["discarded"] == copy.name
+    assert not copy.exists()
+
+
+def test_a_restore_without_room_refuses_before_anything_changes(pg, monkeypatch):
+    _kept(pg, "main.pre-restore-20261207T101500Z")
+    monkeypatch.setattr(pg, "set_bytes", lambda label: 3 << 30)
+    monkeypatch.setattr(pg, "free_bytes", lambda path: 2 << 30)
+    with pytest.raises(pg.Refused) as refused:
+        pg.cmd_restore_db("20261207-100000F")
+    message = str(refused.value)
+    assert (
+        "restoring set 20261207-100000F needs 3,072 MiB plus 1,024 MiB kept free (backup_restore_reserve_mib)"
+        in message
+    )
+    assert "which has 2,048 MiB free" in message
+    assert "brigade-backup discard NAME" in message
+    assert "Nothing has changed." in message
+    assert not any(call[:2] == ["systemctl", "stop"] for call in pg.calls)
+
+
+def test_unarchived_wal_refuses_the_restore_and_names_what_it_would_miss(pg, monkeypatch):
+    monkeypatch.setattr(pg, "set_bytes", lambda label: 1 << 20)
+    monkeypatch.setattr(pg, "free_bytes", lambda path: 100 << 30)
+    status = pg.data / "pg_wal" / "archive_status"
+    for segment in ("000000010000000000000041", "000000010000000000000042"):
+        (status / f"{segment}.ready").write_text("")
+    (status / "000000010000000000000040.done").write_text("")
+    with pytest.raises(pg.Refused) as refused:
+        pg.cmd_restore_db("20261207-100000F")
+    message = str(refused.value)
+    assert "2 WAL file(s) are not archived (000000010000000000000041 to 000000010000000000000042" in message
+    assert "restore_accept_unarchived_wal=true" in message
+    assert not any(call[:2] == ["systemctl", "stop"] for call in pg.calls)
+    # Accepted: the restore goes on, and says what it accepted.
+    assert pg.flush_wal(pg.data, accept_loss=True)["unarchived_wal"] == [
+        "000000010000000000000041",
+        "000000010000000000000042",
+    ]
+
+
+def test_the_wal_switch_waits_for_the_archive_when_postgresql_runs(pg, monkeypatch):
+    ready = pg.data / "pg_wal" / "archive_status" / "000000010000000000000041.ready"
+    ready.write_text("")
+    pg.CONF["archive_flush_timeout"] = 5
+    monkeypatch.setattr(pg, "pg_running", lambda: True)
+    sql: list[str] = []
+
+    def psql(query, port=None, host=None, db=None):
+        sql.append(query)
+        ready.unlink()  # the archiver takes it
+        return "000000010000000000000041"
+
+    monkeypatch.setattr(pg, "_psql", psql)
+    assert pg.flush_wal(pg.data, accept_loss=False) == {
+        "wal_switched": "000000010000000000000041",
+        "unarchived_wal": [],
+    }
+    assert sql == ["SELECT pg_walfile_name(pg_switch_wal())"]
