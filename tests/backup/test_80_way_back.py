@@ -122,12 +122,18 @@ def test_a_restore_to_the_wrong_point_is_undone_from_the_kept_copy(record_proper
     for app in APPS:
         res = ssh(app, f"curl -sf -o /dev/null -w '%{{http_code}}' http://{HOSTS[app]['ip']}:5000/readyz")
         assert res.stdout == "200", f"{app}: /readyz {res.stdout} {res.stderr}"
+    more_started = time.time()
     more = Orders().start()
     time.sleep(3)
     more.stop()
     assert more.acked
     assert more.failures == 0
     assert order_ids([oid for oid, _, _ in more.acked]) == {oid for oid, _, _ in more.acked}
+    # The returned cluster archives its new WAL by itself, archive_timeout
+    # (30 s) after it was written, before `pgbackrest check` below forces a
+    # switch: after a promotion PostgreSQL's checkpointer can sleep through
+    # archive_timeout until its next checkpoint (brigade-backup wakes it).
+    archived_after(more_started, timeout=75)
     check = ssh(DB_HOST, f"sudo -n runuser -u postgres -- pgbackrest --stanza={STANZA} check", timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
 

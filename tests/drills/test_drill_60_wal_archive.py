@@ -15,6 +15,7 @@ acknowledged order is missing.
 from __future__ import annotations
 
 import time
+import urllib.parse
 
 from tests.drills.drilllib import (
     DRILL_ORDER_SHARE,
@@ -28,7 +29,7 @@ from tests.drills.drilllib import (
     wait_until_recovered,
 )
 from tests.load.stack import Load
-from tests.stacklib import psql
+from tests.stacklib import prometheus, psql
 
 DB = "db1"
 REPO = "mon1"
@@ -68,6 +69,25 @@ def _in_the_repository() -> set[str]:
     return {name[:24] for name in names if len(name) > 24 and name[24] == "-"}
 
 
+def _rule_inputs(since: float, until: float) -> str:
+    """What Prometheus saw of the alert's inputs on the database host, one
+    sample a scrape interval from `since`: the age of the last archived
+    segment and how long the oldest waiting one had waited, in seconds from
+    the outage. Shown in the report, so a late alert can be explained."""
+    rows = {}
+    for name, metric in (
+        ("archive age", "pg_stat_archiver_last_archive_age"),
+        ("oldest ready", "pg_archive_queue_oldest_ready_seconds"),
+    ):
+        query = urllib.parse.urlencode(
+            {"query": f'max({metric}{{host="{DB}"}})', "start": since, "end": until, "step": 15}
+        )
+        result = prometheus(f"/api/v1/query_range?{query}")["result"]
+        points = result[0]["values"] if result else []
+        rows[name] = " ".join(f"{t - since:.0f}:{float(v):.0f}" for t, v in points)
+    return "; ".join(f"{name} {values or 'none'}" for name, values in rows.items())
+
+
 def test_the_wal_archive_stopped_under_load_alerts_and_catches_up_without_a_gap(drills, request):
     drill = drills.new(
         "WAL archive loss",
@@ -87,6 +107,9 @@ def test_the_wal_archive_stopped_under_load_alerts_and_catches_up_without_a_gap(
             sudo(REPO, f"systemctl stop {UNIT}")
             latency = wait_for_alert("WalArchivingFailing", DB, stopped, ALERT_LIMIT_S)
             drill.alerted("WalArchivingFailing", latency, ALERT_LIMIT_S)
+            last_archived = psql("SELECT extract(epoch FROM last_archived_time) FROM pg_stat_archiver")
+            drill.show("last segment archived before the outage", f"{stopped - float(last_archived):.1f} s before")
+            drill.show("the alert's inputs (s after the outage: value)", _rule_inputs(stopped, time.time()))
             time.sleep(max(stopped + MIN_OUTAGE_S - time.time(), 0))
             waiting = int(psql(WAITING))
             drill.show("segments waiting to be archived before the start", waiting)

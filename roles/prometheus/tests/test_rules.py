@@ -117,9 +117,18 @@ def test_wal_archiving_failing_reaches_the_receiver_within_two_minutes_on_paper(
     repository went away, at L. The next one is switched archive_timeout (T)
     later and waits; at L + 2T it has waited more than T and nothing was
     archived for 2T: the condition holds (L is at most when the repository
-    went away). The exporter's next scrape sees it, the next evaluation makes
-    the alert pending, `for` later it fires, Alertmanager waits group_wait.
+    went away). The exporter's next scrape sees it, the next evaluation fires
+    the queue rule (it has no `for`: its halves are durations already),
+    Alertmanager waits group_wait. The failure rule of the same name keeps a
+    `for` and is not the one this budget counts on.
     tests/drills/test_drill_60_wal_archive.py measures it."""
+    queue_rules = [
+        rule
+        for _, rule in alerting_rules()
+        if rule["alert"] == "WalArchivingFailing" and "pg_archive_queue_oldest_ready_seconds" in rule["expr"]
+    ]
+    assert len(queue_rules) == 1, queue_rules
+    rule = queue_rules[0]
     prom = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     am = yaml.safe_load((ROLE.parent / "alertmanager" / "defaults" / "main.yml").read_text())
     backup = yaml.safe_load((ROLE.parent / "backup" / "defaults" / "main.yml").read_text())
@@ -127,8 +136,9 @@ def test_wal_archiving_failing_reaches_the_receiver_within_two_minutes_on_paper(
         2 * backup["backup_archive_timeout"]
         + seconds(prom["prometheus_scrape_interval"])
         + seconds(prom["prometheus_evaluation_interval"])
-        + seconds(ALERTS["WalArchivingFailing"]["for"])
+        + seconds(rule.get("for", "0s"))
         + max(seconds(am["alertmanager_critical_group_wait"]), seconds(am["alertmanager_critical_group_interval"]))
     )
-    assert ALERTS["WalArchivingFailing"]["labels"]["severity"] == "critical"
-    assert budget <= 120, f"worst case {budget:.0f} s"
+    assert rule["labels"]["severity"] == "critical"
+    # 2 x 30 + 15 + 15 + 5 = 95 s: 25 s of margin for a slow scrape on a busy host.
+    assert budget <= 100, f"worst case {budget:.0f} s"
